@@ -1,0 +1,3 @@
+from freeze_omni.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,3 @@
+"""Audio front end: file and PCM input, fbank features (offline and streaming), voice activity."""
+
+SAMPLE_RATE = 16000

@@ -1,0 +1,80 @@
+"""`freeze-omni` command line. Each subcommand lives in its own module with a `register` function.
+
+User-facing failures (`FreezeOmniError`, bad arguments) end with one line on stderr and a
+non-zero exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from freeze_omni import __version__
+from freeze_omni.errors import FreezeOmniError
+
+
+class CommandParser(argparse.ArgumentParser):
+    """argparse that reports a bad argument as one line instead of usage + error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def pending(owner: str):
+    """Handler for a subcommand whose implementation lands with another issue."""
+
+    def run(args: argparse.Namespace) -> int:
+        print(f"{args.prog}: not available yet ({owner})", file=sys.stderr)
+        return 2
+
+    return run
+
+
+def build_parser() -> CommandParser:
+    from freeze_omni.cli import bench, chat, data, evaluate, serve, train
+
+    parser = CommandParser(
+        prog="freeze-omni",
+        description="Speech-to-speech dialogue around a frozen text LLM.",
+    )
+    parser.add_argument("--version", action="version", version=f"freeze-omni {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CommandParser)
+    for module in (chat, serve, train, evaluate, data, bench):
+        module.register(commands)
+    return parser
+
+
+def add_leaf(commands, name: str, help: str, run, **kwargs) -> CommandParser:
+    """Add a subcommand whose `run(args) -> int` does the work; `args.prog` names it in messages."""
+    sub = commands.add_parser(name, help=help, description=help, **kwargs)
+    sub.set_defaults(run=run, prog=sub.prog)
+    return sub
+
+
+def add_group(commands, name: str, help: str, metavar: str):
+    """Add a subcommand that only groups others (`freeze-omni data synth`); alone it shows its help."""
+    group = commands.add_parser(name, help=help, description=help)
+    group.set_defaults(run=lambda args: _usage(group))
+    return group.add_subparsers(dest=name.replace("-", "_"), metavar=metavar, parser_class=CommandParser)
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "run", None) is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(args.run(args) or 0)
+    except FreezeOmniError as err:
+        print(f"{args.prog}: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{args.prog}: interrupted", file=sys.stderr)
+        return 130

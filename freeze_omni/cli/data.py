@@ -1,0 +1,10 @@
+"""`freeze-omni data ...`: build the speech corpora the training stages read."""
+
+from freeze_omni.cli import add_group
+
+
+def register(commands) -> None:
+    subs = add_group(commands, "data", "build training and test corpora", "WHAT")
+    from freeze_omni.cli import synth
+
+    synth.register(subs)
