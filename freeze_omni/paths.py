@@ -14,3 +14,14 @@ def cache_dir() -> Path:
         return Path(env)
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "freeze-omni"
+
+
+def data_dir() -> Path:
+    """Corpora and training runs: `$FREEZE_OMNI_DATA`, else `~/.local/share/freeze-omni`.
+
+    Outside the repo on purpose: a fresh checkout must not carry gigabytes of synthesized speech.
+    """
+    if env := os.environ.get("FREEZE_OMNI_DATA"):
+        return Path(env)
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "freeze-omni"

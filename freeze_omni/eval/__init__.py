@@ -1,0 +1,1 @@
+"""Evaluation: reference ASR, error rates, reports."""
