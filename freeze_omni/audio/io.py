@@ -87,9 +87,11 @@ def read_audio(
 
 
 def _read_with_header(path: Path) -> tuple[np.ndarray, int]:
+    if shortfall := _wav_data_shortfall(path):
+        declared, found = shortfall
+        raise AudioError(f"{path}: truncated (header declares {declared} data bytes, file holds {found})")
     try:
         info = sf.info(str(path))
-        # A header that promises more frames than the file holds means a cut-off download/copy.
         audio, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except sf.LibsndfileError as err:
         raise AudioError(f"{path}: not a readable audio file ({err.error_string})") from None
@@ -98,6 +100,29 @@ def _read_with_header(path: Path) -> tuple[np.ndarray, int]:
     if info.frames > 0 and audio.shape[0] < info.frames:
         raise AudioError(f"{path}: truncated (header says {info.frames} frames, found {audio.shape[0]})")
     return to_mono(audio), sr
+
+
+def _wav_data_shortfall(path: Path) -> tuple[int, int] | None:
+    """(declared, present) data bytes of a RIFF/WAVE file cut short, else None.
+
+    libsndfile silently shortens such files; a cut-off copy or upload should be reported instead.
+    Sizes 0 and 0xFFFFFFFF mean "unknown" (streaming writers) and are accepted.
+    """
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        pos = 12
+        while pos + 8 <= size:
+            f.seek(pos)
+            chunk_id, length = f.read(4), int.from_bytes(f.read(4), "little")
+            if chunk_id == b"data":
+                present = size - pos - 8
+                unknown = length in (0, 0xFFFFFFFF)
+                return (length, present) if not unknown and length > present else None
+            pos += 8 + length + (length & 1)
+    return None
 
 
 def float_to_pcm16(audio: np.ndarray) -> np.ndarray:
