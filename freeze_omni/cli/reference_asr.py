@@ -1,7 +1,42 @@
-"""Placeholder until its owner module lands."""
+"""`freeze-omni eval reference-asr`: how intelligible a set of recordings is to an independent ASR."""
 
-from freeze_omni.cli import add_leaf, pending
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from freeze_omni.cli import add_leaf
+from freeze_omni.eval.report import add_report_arguments, emit
 
 
 def register(commands) -> None:
-    add_leaf(commands, "reference_asr", "in progress", pending("in progress"))
+    sub = add_leaf(
+        commands,
+        "reference-asr",
+        "WER/CER of a speech manifest under the reference ASR (Whisper tiny.en): its source WER",
+        run,
+    )
+    sub.add_argument("--manifest", type=Path, required=True, metavar="M.jsonl",
+                     help='JSONL, one {"audio": path, "text": reference} a line')
+    sub.add_argument("--limit", type=_positive, metavar="N", help="only the first N utterances")
+    sub.add_argument("--threads", type=_positive, metavar="T", help="CPU threads (default: all)")
+    add_report_arguments(sub)
+
+
+def run(args: argparse.Namespace) -> int:
+    # Imported here so that `freeze-omni --help` does not load the ASR stack.
+    from freeze_omni.eval.intelligibility import evaluate_manifest
+
+    result = evaluate_manifest(args.manifest, args.limit, args.threads)
+    emit(result, args, f"Reference ASR on {args.manifest}")
+    return 0
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
