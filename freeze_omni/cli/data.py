@@ -5,6 +5,7 @@ from freeze_omni.cli import add_group
 
 def register(commands) -> None:
     subs = add_group(commands, "data", "build training and test corpora", "WHAT")
-    from freeze_omni.cli import synth
+    from freeze_omni.cli import prepare_llm, synth
 
     synth.register(subs)
+    prepare_llm.register(subs)

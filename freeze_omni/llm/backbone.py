@@ -1,0 +1,166 @@
+"""`FrozenLLM`: the text LLM that is never trained, behind the small API the speech parts need.
+
+Token embeddings in, hidden states out, with an explicit per-session `KVCache`. Every weight is
+frozen (requires_grad False, eval mode); gradients still flow through it to the speech encoder
+and adapter at training time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from freeze_omni.llm.chat_template import ChatTemplate
+from freeze_omni.llm.kv_cache import KVCache
+from freeze_omni.llm.loading import load_state_dict, resolve_model_dir
+from freeze_omni.llm.modeling import DecoderLM, LLMConfig
+from freeze_omni.llm.sampling import SamplingConfig, sample
+
+
+@dataclass
+class StepOutput:
+    logits: torch.Tensor  # [batch, vocab] for the last position
+    hidden: torch.Tensor  # [batch, hidden] final-norm hidden state of the last position
+
+
+class FrozenLLM(nn.Module):
+    def __init__(self, model: DecoderLM, tokenizer, name: str) -> None:
+        super().__init__()
+        self.model = model.eval().requires_grad_(False)
+        self.tokenizer = tokenizer
+        self.name = name
+        self.template = ChatTemplate.from_tokenizer(tokenizer)
+        eos = {tokenizer.eos_token_id, *self.template.assistant_end[:1]}
+        self.stop_ids = frozenset(i for i in eos if i is not None)
+
+    # ---- construction -------------------------------------------------------------------------
+    @classmethod
+    def load(cls, source: str | Path | None = None, dtype: torch.dtype = torch.bfloat16,
+             device: torch.device | str = "cpu") -> "FrozenLLM":
+        """A Hugging Face model directory, a GGUF file, or (None) the default SmolLM2-135M-Instruct.
+
+        bfloat16 by default: decoding is bound by reading weights, and half the bytes is twice the
+        speed on a CPU with AVX-512 bf16 (measured by `freeze-omni bench llm`).
+        """
+        from transformers import AutoConfig, AutoTokenizer
+
+        model_dir = resolve_model_dir(source)
+        hf_config = AutoConfig.from_pretrained(model_dir)
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        model = build_decoder(hf_config, load_state_dict(model_dir))
+        return cls(model.to(device=device, dtype=dtype), tokenizer, name=model_dir.name)
+
+    @classmethod
+    def from_hf_model(cls, hf_model, tokenizer, name: str = "in-memory") -> "FrozenLLM":
+        """Wrap a transformers causal LM object (used for tiny random models in tests)."""
+        model = build_decoder(hf_model.config, hf_model.state_dict())
+        return cls(model.to(dtype=next(hf_model.parameters()).dtype), tokenizer, name)
+
+    def train(self, mode: bool = True) -> "FrozenLLM":
+        """The backbone stays in eval mode whatever its parent module does."""
+        return super().train(False)
+
+    # ---- properties ---------------------------------------------------------------------------
+    @property
+    def config(self) -> LLMConfig:
+        return self.model.cfg
+
+    @property
+    def hidden_size(self) -> int:
+        return self.model.cfg.hidden_size
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.embed.weight.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.embed.weight.device
+
+    # ---- the API the speech parts use ---------------------------------------------------------
+    def embed(self, token_ids: torch.Tensor) -> torch.Tensor:
+        """[batch, t] ids -> [batch, t, hidden] input embeddings."""
+        return self.model.embed(token_ids.to(self.device))
+
+    def embed_ids(self, ids: list[int]) -> torch.Tensor:
+        return self.embed(torch.tensor([ids], dtype=torch.long))
+
+    def new_cache(self, batch: int = 1, capacity: int = 512) -> KVCache:
+        cfg = self.config
+        return KVCache.empty(cfg.num_layers, batch, cfg.num_kv_heads, cfg.head_dim, capacity, self.dtype, self.device)
+
+    def prefill(self, embeds: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """Append input embeddings [batch, t, hidden] to the session; returns their hidden states."""
+        return self.model(embeds.to(self.dtype), cache=cache)
+
+    def decode_step(self, token_ids: torch.Tensor, cache: KVCache) -> StepOutput:
+        """Feed one token per row ([batch] ids); logits and hidden state of that position."""
+        hidden = self.model(self.embed(token_ids.view(-1, 1)), cache=cache)[:, -1]
+        return StepOutput(logits=self.model.lm_head(hidden), hidden=hidden)
+
+    def forward(self, embeds: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Training path: whole right-padded sequences, no cache. [b, t, hidden] -> [b, t, hidden]."""
+        return self.model(embeds.to(self.dtype), attention_mask=attention_mask)
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.model.lm_head(hidden)
+
+    def generate(self, prompt_ids: list[int], cache: KVCache, sampling: SamplingConfig = SamplingConfig(),
+                 max_new_tokens: int = 128, generator: torch.Generator | None = None):
+        """Prefill `prompt_ids`, then yield (token_id, hidden) until a stop token or the limit.
+
+        The stop token is fed to the cache too, so the conversation can continue after it.
+        """
+        hidden = self.prefill(self.embed_ids(prompt_ids), cache)[:, -1]
+        logits = self.model.lm_head(hidden)
+        for _ in range(max_new_tokens):
+            token = sample(logits, sampling, generator)
+            step = self.decode_step(token, cache)
+            yield int(token[0]), step.hidden[0]
+            if int(token[0]) in self.stop_ids:
+                return
+            logits = step.logits
+
+
+def build_decoder(hf_config, state: dict[str, torch.Tensor]) -> DecoderLM:
+    """Our explicit decoder from a transformers config and its state dict (q/k/v and gate/up fused)."""
+    cfg = LLMConfig.from_hf(hf_config)
+    inv_freq, scaling = _rope_frequencies(hf_config)
+    model = DecoderLM(cfg, inv_freq, scaling)
+    prefix = "model."
+    mapped = {"embed.weight": state[prefix + "embed_tokens.weight"], "norm.weight": state[prefix + "norm.weight"]}
+    for i in range(cfg.num_layers):
+        src, dst = f"{prefix}layers.{i}.", f"blocks.{i}."
+        attn = src + "self_attn."
+        mapped[dst + "attn.qkv.weight"] = torch.cat([state[attn + f"{p}_proj.weight"] for p in "qkv"])
+        if cfg.attention_bias:
+            mapped[dst + "attn.qkv.bias"] = torch.cat([state[attn + f"{p}_proj.bias"] for p in "qkv"])
+        mapped[dst + "attn.out.weight"] = state[attn + "o_proj.weight"]
+        if cfg.qk_norm:
+            mapped[dst + "attn.q_norm.weight"] = state[attn + "q_norm.weight"]
+            mapped[dst + "attn.k_norm.weight"] = state[attn + "k_norm.weight"]
+        mapped[dst + "mlp.gate_up.weight"] = torch.cat([state[src + "mlp.gate_proj.weight"], state[src + "mlp.up_proj.weight"]])
+        mapped[dst + "mlp.down.weight"] = state[src + "mlp.down_proj.weight"]
+        mapped[dst + "attn_norm.weight"] = state[src + "input_layernorm.weight"]
+        mapped[dst + "mlp_norm.weight"] = state[src + "post_attention_layernorm.weight"]
+    mapped["lm_head.weight"] = mapped["embed.weight"] if cfg.tie_word_embeddings else state["lm_head.weight"]
+    model.load_state_dict(mapped, strict=True)
+    return model
+
+
+def _rope_frequencies(hf_config) -> tuple[torch.Tensor, float]:
+    """Rotary inverse frequencies and scaling exactly as transformers computes them (any rope type)."""
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+    params = getattr(hf_config, "rope_parameters", None) or {}
+    rope_type = params.get("rope_type", "default")
+    if rope_type != "default":
+        inv_freq, scaling = ROPE_INIT_FUNCTIONS[rope_type](hf_config)
+        return inv_freq, float(scaling)
+    theta = params.get("rope_theta", getattr(hf_config, "rope_theta", 10000.0))
+    head_dim = getattr(hf_config, "head_dim", None) or hf_config.hidden_size // hf_config.num_attention_heads
+    return 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim), 1.0
+

@@ -1,0 +1,66 @@
+"""Shared fixtures: tiny in-memory backbones of two families with their own tokenizers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+CHATML = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+LLAMA3 = (
+    "<|begin_of_text|>{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n"
+    "{{ m['content'] }}<|eot_id|>{% endfor %}"
+    "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}"
+)
+CORPUS = ["hello world, how are you today?", "what is the capital of france", "the answer is paris",
+          "one two three four five six seven eight nine ten", "speech goes in, speech comes out"] * 20
+
+
+def make_tokenizer(specials: list[str], eos: str, template: str, vocab_size: int):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(CORPUS, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=eos, pad_token=eos)
+    fast.chat_template = template
+    return fast
+
+
+def tiny_hf_model(family: str):
+    """A random transformers causal LM of `family` and a tokenizer made for it, all in memory."""
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM
+
+    torch.manual_seed(0)
+    if family == "llama":
+        tokenizer = make_tokenizer(["<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"],
+                                   "<|eot_id|>", LLAMA3, 300)
+        config = LlamaConfig(vocab_size=320, hidden_size=48, intermediate_size=96, num_hidden_layers=3,
+                             num_attention_heads=6, num_key_value_heads=2, tie_word_embeddings=False,
+                             rope_parameters={"rope_type": "llama3", "rope_theta": 50000.0, "factor": 8.0,
+                                              "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                              "original_max_position_embeddings": 64})
+        model = LlamaForCausalLM(config)
+    else:
+        tokenizer = make_tokenizer(["<|im_start|>", "<|im_end|>"], "<|im_end|>", CHATML, 260)
+        cls_config, cls_model = {"qwen2": (Qwen2Config, Qwen2ForCausalLM), "qwen3": (Qwen3Config, Qwen3ForCausalLM)}[family]
+        config = cls_config(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                            num_attention_heads=4, num_key_value_heads=2, head_dim=8, tie_word_embeddings=True)
+        model = cls_model(config)
+        # Random init leaves biases at zero; make them count so a missing bias would be caught.
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if name.endswith("bias"):
+                    p.normal_(0, 0.5)
+    return model.eval(), tokenizer
+
+
+@pytest.fixture(params=["llama", "qwen2", "qwen3"])
+def tiny_family(request):
+    return (request.param, *tiny_hf_model(request.param))
