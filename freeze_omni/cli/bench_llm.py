@@ -6,22 +6,22 @@ import argparse
 import sys
 import time
 
-import torch
-
 from freeze_omni.cli import add_leaf
 from freeze_omni.eval.report import add_report_arguments, emit
 
-DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32, "float16": torch.float16}
+DTYPES = ("bfloat16", "float16", "float32")
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from freeze_omni.llm import FrozenLLM
     from freeze_omni.llm.speed import measure_llm_speed
 
     if args.threads:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    llm = FrozenLLM.load(args.model, dtype=DTYPES[args.dtype], device=args.device)
+    llm = FrozenLLM.load(args.model, dtype=getattr(torch, args.dtype), device=args.device)
     load_ms = (time.perf_counter() - start) * 1000
     print(f"loaded {llm.name} in {load_ms:.0f} ms; measuring", file=sys.stderr)
     speed = measure_llm_speed(llm, context=args.context, chunk_positions=args.chunk_positions,
@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
 def register(commands) -> None:
     bench = add_leaf(commands, "llm", "prefill ms per 160 ms chunk and decode tokens/s of the frozen LLM", run)
     bench.add_argument("--model", help="HF model directory or .gguf file (default: SmolLM2-135M-Instruct)")
-    bench.add_argument("--dtype", choices=sorted(DTYPES), default="bfloat16")
+    bench.add_argument("--dtype", choices=DTYPES, default="bfloat16")
     bench.add_argument("--device", default="cpu")
     bench.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     bench.add_argument("--context", type=int, default=300, help="positions already in the cache")

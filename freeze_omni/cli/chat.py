@@ -24,6 +24,9 @@ def missing_parts() -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from freeze_omni.audio.io import read_audio
+
+    read_audio(args.input)  # bad input is reported before anything else
     missing = missing_parts()
     if missing:
         print(f"{args.prog}: the default model is not complete yet; missing in {DEFAULT_MODEL_DIR}:",

@@ -7,15 +7,18 @@ and adapter at training time.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from freeze_omni.llm.chat_template import ChatTemplate
 from freeze_omni.llm.kv_cache import KVCache
-from freeze_omni.llm.loading import load_state_dict, resolve_model_dir
+from freeze_omni.llm.loading import fused_weights_path, load_state_dict, resolve_model_dir
 from freeze_omni.llm.modeling import DecoderLM, LLMConfig
 from freeze_omni.llm.sampling import SamplingConfig, sample
 
@@ -43,21 +46,27 @@ class FrozenLLM(nn.Module):
         """A Hugging Face model directory, a GGUF file, or (None) the default SmolLM2-135M-Instruct.
 
         bfloat16 by default: decoding is bound by reading weights, and half the bytes is twice the
-        speed on a CPU with AVX-512 bf16 (measured by `freeze-omni bench llm`).
+        speed on a CPU with AVX-512 bf16 (measured by `freeze-omni bench llm`). The fused weights
+        are cached per dtype, so later starts only map a file.
         """
-        from transformers import AutoConfig, AutoTokenizer
+        from transformers import AutoTokenizer
 
         model_dir = resolve_model_dir(source)
-        hf_config = AutoConfig.from_pretrained(model_dir)
-        tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        model = build_decoder(hf_config, load_state_dict(model_dir))
-        return cls(model.to(device=device, dtype=dtype), tokenizer, name=model_dir.name)
+        fused = fused_weights_path(model_dir, dtype)
+        if fused.is_file():
+            model = load_fused(fused)
+        else:
+            from transformers import AutoConfig
+
+            model = build_decoder(AutoConfig.from_pretrained(model_dir), load_state_dict(model_dir), dtype)
+            save_fused(fused, model)
+        return cls(model.to(device=device), AutoTokenizer.from_pretrained(model_dir), name=model_dir.name)
 
     @classmethod
     def from_hf_model(cls, hf_model, tokenizer, name: str = "in-memory") -> "FrozenLLM":
         """Wrap a transformers causal LM object (used for tiny random models in tests)."""
-        model = build_decoder(hf_model.config, hf_model.state_dict())
-        return cls(model.to(dtype=next(hf_model.parameters()).dtype), tokenizer, name)
+        model = build_decoder(hf_model.config, hf_model.state_dict(), next(hf_model.parameters()).dtype)
+        return cls(model, tokenizer, name)
 
     def train(self, mode: bool = True) -> "FrozenLLM":
         """The backbone stays in eval mode whatever its parent module does."""
@@ -125,11 +134,11 @@ class FrozenLLM(nn.Module):
             logits = step.logits
 
 
-def build_decoder(hf_config, state: dict[str, torch.Tensor]) -> DecoderLM:
+def build_decoder(hf_config, state: dict[str, torch.Tensor], dtype: torch.dtype) -> DecoderLM:
     """Our explicit decoder from a transformers config and its state dict (q/k/v and gate/up fused)."""
     cfg = LLMConfig.from_hf(hf_config)
     inv_freq, scaling = _rope_frequencies(hf_config)
-    model = DecoderLM(cfg, inv_freq, scaling)
+    state = {name: value.to(dtype) for name, value in state.items()}
     prefix = "model."
     mapped = {"embed.weight": state[prefix + "embed_tokens.weight"], "norm.weight": state[prefix + "norm.weight"]}
     for i in range(cfg.num_layers):
@@ -146,9 +155,45 @@ def build_decoder(hf_config, state: dict[str, torch.Tensor]) -> DecoderLM:
         mapped[dst + "mlp.down.weight"] = state[src + "mlp.down_proj.weight"]
         mapped[dst + "attn_norm.weight"] = state[src + "input_layernorm.weight"]
         mapped[dst + "mlp_norm.weight"] = state[src + "post_attention_layernorm.weight"]
-    mapped["lm_head.weight"] = mapped["embed.weight"] if cfg.tie_word_embeddings else state["lm_head.weight"]
-    model.load_state_dict(mapped, strict=True)
+    if not cfg.tie_word_embeddings:
+        mapped["lm_head.weight"] = state["lm_head.weight"]
+    return decoder_from_weights(cfg, inv_freq, scaling, mapped)
+
+
+def decoder_from_weights(cfg: LLMConfig, inv_freq: torch.Tensor, scaling: float,
+                         weights: dict[str, torch.Tensor]) -> DecoderLM:
+    """Modules are built on the meta device and take the given tensors as they are: random
+    initialisation of 135M parameters would cost seconds at every start."""
+    with torch.device("meta"):
+        model = DecoderLM(cfg, inv_freq, scaling)
+    if cfg.tie_word_embeddings:
+        weights = {**weights, "lm_head.weight": weights["embed.weight"]}
+    model.load_state_dict(weights, strict=True, assign=True)
+    if cfg.tie_word_embeddings:
+        model.lm_head.weight = model.embed.weight
+    model.inv_freq = inv_freq.float().clone()
     return model
+
+
+def save_fused(path: Path, model: DecoderLM) -> None:
+    """Our fused weights + config in one safetensors file (tied lm_head stored once)."""
+    weights = {k: v.contiguous() for k, v in model.state_dict().items()
+               if not (model.cfg.tie_word_embeddings and k == "lm_head.weight")}
+    weights["inv_freq"] = model.inv_freq
+    metadata = {"config": json.dumps(asdict(model.cfg)), "rope_scaling": repr(model.rope_scaling)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    save_file(weights, str(partial), metadata=metadata)
+    partial.rename(path)
+
+
+def load_fused(path: Path) -> DecoderLM:
+    with safe_open(str(path), "pt") as f:
+        metadata = f.metadata()
+    weights = load_file(str(path))
+    inv_freq = weights.pop("inv_freq")
+    cfg = LLMConfig(**json.loads(metadata["config"]))
+    return decoder_from_weights(cfg, inv_freq, float(metadata["rope_scaling"]), weights)
 
 
 def _rope_frequencies(hf_config) -> tuple[torch.Tensor, float]:

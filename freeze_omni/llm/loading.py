@@ -7,6 +7,7 @@ cache; later loads read that in about a second.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import shutil
@@ -74,6 +75,14 @@ def _converted_gguf(gguf: Path) -> Path:
     shutil.rmtree(target, ignore_errors=True)
     partial.rename(target)
     return target
+
+
+def fused_weights_path(model_dir: Path, dtype: torch.dtype) -> Path:
+    """Cache file of our fused weights for `model_dir` in `dtype`, keyed by the source's identity."""
+    weights = sorted(model_dir.glob("*.safetensors"))
+    identity = "|".join(f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in weights)
+    digest = hashlib.sha1(identity.encode()).hexdigest()[:12]
+    return cache_dir() / "llm-fused" / f"{model_dir.name}-{digest}-{str(dtype).removeprefix('torch.')}.safetensors"
 
 
 def load_state_dict(model_dir: Path) -> dict[str, torch.Tensor]:
