@@ -1,0 +1,1 @@
+"""Training: one small loop shared by every stage; each stage only defines batch -> loss."""
