@@ -40,7 +40,7 @@ class TinyStage:
 
     def evaluate(self, module):
         self.evaluations += 1
-        return {"mse": float(module(self.x, self.y)[0])}
+        return {"mse": module(self.x, self.y)[0].item()}
 
 
 if __name__ == "__main__":  # torchrun --nproc_per_node 2 tests/tiny_stage.py OUT_DIR
