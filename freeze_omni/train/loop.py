@@ -112,13 +112,14 @@ def train(stage: Stage, config: TrainConfig, device: torch.device | str = "cpu")
         optimizer.step()
         step += 1
         progress.update(1)
+        loss_value = loss.item()
 
         if ddp.main and (step % config.log_every == 0 or step == 1):
-            record = {"step": step, "loss": float(loss), "lr": lr, "grad_norm": float(grad_norm),
+            record = {"step": step, "loss": loss_value, "lr": lr, "grad_norm": float(grad_norm),
                       "minutes": (time.monotonic() - start) / 60, **metrics}
             log.write(json.dumps(record) + "\n")
             log.flush()
-            progress.set_postfix(loss=f"{float(loss):.3f}")
+            progress.set_postfix(loss=f"{loss_value:.3f}")
         if config.eval_every and step % config.eval_every == 0:
             last_eval = _evaluate(stage, module, step, log, ddp)
         over_budget = config.max_minutes and (time.monotonic() - start) / 60 >= config.max_minutes
