@@ -82,16 +82,6 @@ class PiperEngine:
         return (np.concatenate(pieces[:-1]) if pieces else np.zeros(0, np.float32)), rate
 
 
-class KokoroVoices:
-    def __init__(self, threads: int = 1) -> None:
-        from freeze_omni.data.kokoro import KokoroEngine
-
-        self.engine = KokoroEngine(threads)
-
-    def synthesize(self, text: str, voice: VoiceSpec, delivery: Delivery) -> tuple[np.ndarray, int]:
-        return self.engine.speak(text, voice.name, delivery.rate), self.engine.sample_rate
-
-
 class EngineSet:
     """Engines by name, each created on first use (a worker that never meets Kokoro never loads it)."""
 
@@ -109,4 +99,6 @@ class EngineSet:
             return EspeakEngine()
         if engine == "piper":
             return PiperEngine(self.threads)
-        return KokoroVoices(self.threads)
+        from freeze_omni.data.kokoro import KokoroEngine
+
+        return KokoroEngine(self.threads)

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from freeze_omni.data.packages import package_dir
+from freeze_omni.data.voices import Delivery, VoiceSpec
 from freeze_omni.errors import ModelNotFoundError
 from freeze_omni.paths import cache_dir
 
@@ -106,6 +107,10 @@ class KokoroEngine:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         self.session = ort.InferenceSession(str(model_path()), options, providers=["CPUExecutionProvider"])
+
+    def synthesize(self, text: str, voice: VoiceSpec, delivery: Delivery) -> tuple[np.ndarray, int]:
+        """The engines' common interface (see `engines.Engine`)."""
+        return self.speak(text, voice.name, delivery.rate), SAMPLE_RATE
 
     def speak(self, text: str, style: str, speed: float) -> np.ndarray:
         ids = [self.vocab[c] for c in phonemize(text) if c in self.vocab]

@@ -2,7 +2,9 @@
 
 The build is resumable by construction: utterance ids hash everything that shapes their audio,
 a WAV is renamed into place only when complete, and the journal line follows it. A re-run
-therefore redoes only utterances that were in flight when the last run stopped.
+therefore redoes only utterances that were in flight when the last run stopped. WAVs of
+utterances that a changed plan (other seed, voices or texts) no longer holds stay on disk but
+out of the manifests.
 """
 
 from __future__ import annotations
