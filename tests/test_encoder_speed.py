@@ -1,0 +1,33 @@
+import json
+
+import pytest
+import torch
+
+from freeze_omni.adapter import Adapter, AdapterConfig
+from freeze_omni.cli import CommandParser, bench_encoder
+from freeze_omni.encoder import EncoderConfig, SpeechEncoder
+from freeze_omni.encoder.speed import measure_encoder_speed
+
+
+def test_speed_report_times_whole_chunks_after_the_context():
+    encoder = SpeechEncoder(EncoderConfig("whisper", n_mels=80, dim=32, heads=2, layers=1, ffn_dim=64)).eval()
+    adapter = Adapter(AdapterConfig.for_encoder(encoder.config, 40)).eval()
+    speed = measure_encoder_speed(encoder, adapter, chunk_size=8, left_chunks=2, context_s=1.0, repeats=5, warmup=1)
+    assert speed.chunk_ms == 160.0
+    assert speed.context_s == pytest.approx(0.96)
+    assert 0 < speed.encoder_ms and 0 < speed.adapter_ms and speed.step_ms <= speed.step_ms_p95
+
+
+def test_bench_command_prints_one_json_object(capsys):
+    parser = CommandParser(prog="freeze-omni bench")
+    bench_encoder.register(parser.add_subparsers(dest="what", parser_class=CommandParser))
+    args = parser.parse_args(["encoder", "--encoder", "scratch", "--llm-hidden-size", "48", "--context", "0.5",
+                              "--repeats", "3", "--json"])
+    threads = torch.get_num_threads()
+    try:
+        assert args.run(args) == 0
+    finally:
+        torch.set_num_threads(threads)
+    result = json.loads(capsys.readouterr().out)
+    assert (result["encoder"], result["llm_hidden_size"], result["chunk_size"], result["threads"]) == ("scratch", 48, 4, 1)
+    assert result["step_ms"] > 0
