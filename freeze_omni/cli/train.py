@@ -1,18 +1,77 @@
-"""`freeze-omni train STAGE`: one subcommand per training stage (each lands with its issue)."""
+"""`freeze-omni train STAGE`: one subcommand per training stage.
+
+A stage reads its packaged TOML config (or `--config`), which `--set` and the flags below can
+override; it resumes from the checkpoint in its output folder when one is there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import tomllib
+from pathlib import Path
 
 from freeze_omni.cli import add_group, add_leaf, pending
+from freeze_omni.errors import FreezeOmniError
 
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "train" / "configs"
+
+# stage name -> (help, module with <Name>Stage and <Name>Settings, class prefix)
 STAGES = {
-    "encoder-ctc": ("input stage 1: streaming encoder with CTC", "issue #8"),
+    "encoder-ctc": ("input stage 1: streaming encoder with CTC", "freeze_omni.train.stages.encoder_ctc", "EncoderCTC"),
+}
+PENDING = {
     "encoder-llm": ("input stage 2: encoder + adapter into the frozen LLM", "issue #8"),
     "encoder-qa": ("input stage 3: spoken QA self-distillation + state head", "issue #5"),
-    "codec": ("output stage 1: single-codebook codec", "issue #9"),
     "decoder-tts": ("output stage 2: AR speech decoder on text-speech pairs", "issue #9"),
     "decoder-prefix": ("output stage 3: NAR prefix decoder on LLM hidden states", "issue #9"),
 }
 
 
+def parse_assignment(text: str) -> tuple[str, object]:
+    """`key=value` with a TOML value (`max_chunk=8`, `init="scratch"`; bare words become strings)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise FreezeOmniError(f"--set expects KEY=VALUE, got {text!r}")
+    try:
+        return key.strip(), tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        return key.strip(), value
+
+
+def run_stage(args: argparse.Namespace) -> int:
+    import torch
+
+    from freeze_omni.paths import data_dir
+    from freeze_omni.train.config import TrainConfig
+    from freeze_omni.train.loop import train
+
+    help, module_name, prefix = STAGES[args.stage]
+    overrides = {k: v for k, v in (("out_dir", args.out), ("max_steps", args.max_steps),
+                                    ("max_minutes", args.max_minutes)) if v is not None}
+    config = TrainConfig.from_toml(args.config or CONFIG_DIR / f"{args.stage.replace('-', '_')}.toml", overrides)
+    config.stage.update(dict(parse_assignment(a) for a in args.set))
+    if not config.out_dir:
+        config.out_dir = str(data_dir() / "runs" / args.stage)
+    module = importlib.import_module(module_name)
+    settings = getattr(module, f"{prefix}Settings").from_dict(config.stage)
+    stage = getattr(module, f"{prefix}Stage")(settings)
+    result = train(stage, config, device=torch.device(args.device))
+    print(json.dumps({"stage": args.stage, "out_dir": config.out_dir, **result}))
+    return 0
+
+
 def register(commands) -> None:
     stages = add_group(commands, "train", "train one stage of the model", "STAGE")
-    for name, (help, owner) in STAGES.items():
+    for name, (help, _, _) in STAGES.items():
+        sub = add_leaf(stages, name, help, run_stage)
+        sub.set_defaults(stage=name)
+        sub.add_argument("--config", type=Path, help="TOML config (default: the packaged one for this stage)")
+        sub.add_argument("--out", help="output folder for checkpoints and logs")
+        sub.add_argument("--max-steps", type=int)
+        sub.add_argument("--max-minutes", type=float, help="stop with a checkpoint after this long; rerun to resume")
+        sub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a [stage] setting")
+        sub.add_argument("--device", default="cpu")
+    for name, (help, owner) in PENDING.items():
         add_leaf(stages, name, help, pending(f"lands with {owner}"))

@@ -16,7 +16,7 @@ from freeze_omni.errors import FreezeOmniError
 
 @dataclass
 class TrainConfig:
-    out_dir: str = "runs/stage"
+    out_dir: str = ""         # "" = $FREEZE_OMNI_DATA/runs/<stage>
     max_steps: int = 1000
     learning_rate: float = 1e-3
     min_learning_rate: float = 1e-5

@@ -1,0 +1,139 @@
+"""Input stage 1: the speech encoder learns to work chunk by chunk, with a CTC character head.
+
+Starting from Whisper tiny.en (trained on real speech), the causal front end and the chunk masks
+are new to it; dynamic chunk training (one random chunk size and left context per batch, some
+batches unmasked) teaches one model every latency. From scratch, the same stage trains the
+published design. Evaluation: greedy CTC WER on held-out utterances at 160 ms chunks.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from freeze_omni.encoder import SCRATCH, FULL_CONTEXT, UNLIMITED, SpeechEncoder, sample_chunk_config
+from freeze_omni.encoder.ctc import CTCHead, ctc_text, encode_text, greedy_decode
+from freeze_omni.encoder.frontend import featurizer
+from freeze_omni.encoder.whisper import load_whisper_encoder
+from freeze_omni.errors import FreezeOmniError
+from freeze_omni.eval.metrics import error_rates
+from freeze_omni.paths import data_dir
+from freeze_omni.train.data import SpecAugmentConfig, load_feature_batch, plan_batches, read_utterances, spec_augment
+
+CHUNK_160MS = 8  # encoder frames per 160 ms at 50 Hz (Whisper front end); 4 for the x4 design
+
+
+@dataclass
+class EncoderCTCSettings:
+    corpus: str = ""                  # folder with train.jsonl / dev.jsonl; "" = the default corpus
+    init: str = "whisper-tiny.en"     # or "scratch"
+    max_batch_seconds: float = 100.0  # padded audio per batch
+    max_utterance_seconds: float = 20.0
+    max_chunk: int = 16               # dynamic chunk sizes 1..max_chunk encoder frames
+    full_context_prob: float = 0.3
+    max_left_chunks: int = 8
+    spec_augment: bool = True
+    eval_utterances: int = 60
+    train_limit: int = 0              # use only the first N training utterances (0 = all)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> "EncoderCTCSettings":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise FreezeOmniError(f"unknown [stage] settings for encoder-ctc: {', '.join(unknown)}")
+        return cls(**raw)
+
+    def corpus_dir(self) -> Path:
+        return Path(self.corpus) if self.corpus else data_dir() / "corpus" / "default"
+
+
+class CTCModel(nn.Module):
+    def __init__(self, encoder: SpeechEncoder) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head = CTCHead(encoder.config.dim)
+
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor,
+                target_lengths: torch.Tensor, chunk_size: int, left_chunks: int):
+        out = self.encoder(feats, lengths, chunk_size, left_chunks)
+        log_probs = self.head(out.frames)
+        loss = nn.functional.ctc_loss(log_probs.transpose(0, 1), targets, out.lengths, target_lengths,
+                                      zero_infinity=True)
+        return loss, {"chunk": float(chunk_size)}
+
+    def transcribe(self, feats: torch.Tensor, lengths: torch.Tensor, chunk_size: int, left_chunks: int) -> list[str]:
+        out = self.encoder(feats, lengths, chunk_size, left_chunks)
+        return greedy_decode(self.head(out.frames), out.lengths)
+
+
+def build_encoder(init: str) -> SpeechEncoder:
+    if init == "whisper-tiny.en":
+        return load_whisper_encoder().train()
+    if init == "scratch":
+        return SpeechEncoder(SCRATCH)
+    raise FreezeOmniError(f"unknown encoder init {init!r}; use 'whisper-tiny.en' or 'scratch'")
+
+
+class EncoderCTCStage:
+    def __init__(self, settings: EncoderCTCSettings) -> None:
+        self.settings = settings
+        corpus = settings.corpus_dir()
+        self.train_set = read_utterances(corpus / "train.jsonl", settings.max_utterance_seconds,
+                                         limit=settings.train_limit or None)
+        self.dev_set = read_utterances(corpus / "dev.jsonl", settings.max_utterance_seconds,
+                                       limit=settings.eval_utterances)
+        self.module = CTCModel(build_encoder(settings.init))
+        self.featurize = featurizer(self.module.encoder.config)
+        self.chunk_160ms = CHUNK_160MS if self.module.encoder.config.subsampling == 2 else CHUNK_160MS // 2
+        if settings.init == "scratch":
+            self._install_cmvn()
+
+    def _install_cmvn(self) -> None:
+        """Global mean / inverse std of the features over (up to) 500 training utterances."""
+        indices = range(0, len(self.train_set), max(1, len(self.train_set) // 500))
+        feats, lengths, _ = load_feature_batch(self.train_set, list(indices), self.featurize)
+        valid = torch.arange(feats.shape[1])[None, :] < lengths[:, None]
+        frames = feats[valid]
+        self.module.encoder.front.set_cmvn(frames.mean(0), 1.0 / frames.std(0).clamp_min(1e-5))
+
+    def plan(self, epoch: int, seed: int) -> list[tuple[list[int], int, int, int]]:
+        """Batches of one epoch with their chunk setting and SpecAugment seed, all fixed by (seed, epoch)."""
+        rng = random.Random(seed * 100_003 + epoch)
+        batches = plan_batches(self.train_set, self.settings.max_batch_seconds, seed * 100_003 + epoch)
+        plan = []
+        for indices in batches:
+            chunk = sample_chunk_config(rng, self.settings.max_chunk, self.settings.full_context_prob,
+                                        self.settings.max_left_chunks)
+            plan.append((indices, chunk.chunk_size, chunk.left_chunks, rng.randrange(2**31)))
+        return plan
+
+    def load(self, spec: tuple[list[int], int, int, int], device: torch.device) -> dict[str, Any]:
+        indices, chunk_size, left_chunks, augment_seed = spec
+        feats, lengths, texts = load_feature_batch(self.train_set, indices, self.featurize)
+        if self.settings.spec_augment:
+            feats = spec_augment(feats, lengths, SpecAugmentConfig(), torch.Generator().manual_seed(augment_seed))
+        targets = [torch.tensor(encode_text(t), dtype=torch.long) for t in texts]
+        return {"feats": feats.to(device), "lengths": lengths.to(device),
+                "targets": torch.cat(targets).to(device),
+                "target_lengths": torch.tensor([len(t) for t in targets], device=device),
+                "chunk_size": chunk_size, "left_chunks": left_chunks}
+
+    def evaluate(self, module: CTCModel) -> dict[str, float]:
+        """Greedy CTC WER on held-out utterances: streaming (160 ms chunks) and full context."""
+        refs, streaming, offline = [], [], []
+        device = next(module.parameters()).device
+        for start in range(0, len(self.dev_set), 8):
+            indices = list(range(start, min(start + 8, len(self.dev_set))))
+            feats, lengths, texts = load_feature_batch(self.dev_set, indices, self.featurize)
+            feats, lengths = feats.to(device), lengths.to(device)
+            refs += [ctc_text(t) for t in texts]
+            streaming += module.transcribe(feats, lengths, self.chunk_160ms, UNLIMITED)
+            offline += module.transcribe(feats, lengths, FULL_CONTEXT, UNLIMITED)
+        chunked = error_rates(refs, streaming)
+        return {"wer_160ms": chunked.wer, "cer_160ms": chunked.cer, "wer_full": error_rates(refs, offline).wer}
