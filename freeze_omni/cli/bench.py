@@ -3,7 +3,6 @@
 from freeze_omni.cli import add_group, add_leaf, pending
 
 PENDING = {
-    "encoder": ("encoder + adapter step time per 160 ms chunk", "issue #8"),
     "speech-out": ("first packet latency and real-time factor of speech output", "issue #9"),
     "serve": ("concurrent users held in real time by the server", "issue #6"),
 }
@@ -11,8 +10,9 @@ PENDING = {
 
 def register(commands) -> None:
     subs = add_group(commands, "bench", "measure speed on this machine", "WHAT")
-    from freeze_omni.cli import bench_llm
+    from freeze_omni.cli import bench_encoder, bench_llm
 
     bench_llm.register(subs)
+    bench_encoder.register(subs)
     for name, (help, owner) in PENDING.items():
         add_leaf(subs, name, help, pending(f"lands with {owner}"))
