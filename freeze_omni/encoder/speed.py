@@ -15,18 +15,23 @@ from freeze_omni.encoder.encoder import SpeechEncoder
 
 @dataclass
 class EncoderSpeed:
-    step_ms: float  # median encoder + adapter time per chunk
-    step_ms_p95: float
+    step_ms_per_chunk: float  # median encoder + adapter time per chunk
+    step_ms_per_chunk_p95: float
     encoder_ms: float  # medians of the parts
     adapter_ms: float
-    features_ms: float  # log-mel of the chunk's audio (not part of step_ms)
+    features_ms: float  # log-mel of the chunk's audio (not part of step_ms_per_chunk)
     chunk_ms: float  # audio per chunk
     context_s: float  # audio already in the encoder cache when timing starts
     chunk_size: int
     left_chunks: int
 
+    @property
+    def rtf(self) -> float:
+        """Encoder + adapter time per second of audio (REPORTS.md key of `bench encoder`)."""
+        return self.step_ms_per_chunk / self.chunk_ms
+
     def as_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "rtf": self.rtf}
 
 
 def measure_encoder_speed(encoder: SpeechEncoder, adapter: Adapter, chunk_size: int, left_chunks: int,
@@ -54,7 +59,7 @@ def measure_encoder_speed(encoder: SpeechEncoder, adapter: Adapter, chunk_size: 
                     times[name].append(ms * 1000)
     steps = np.add(times["encoder"], times["adapter"])
     return EncoderSpeed(
-        step_ms=float(np.median(steps)), step_ms_p95=float(np.quantile(steps, 0.95)),
+        step_ms_per_chunk=float(np.median(steps)), step_ms_per_chunk_p95=float(np.quantile(steps, 0.95)),
         encoder_ms=float(np.median(times["encoder"])), adapter_ms=float(np.median(times["adapter"])),
         features_ms=float(np.median(times["features"])), chunk_ms=1000.0 * chunk_samples / mel.config.sample_rate,
         context_s=context_chunks * chunk_samples / mel.config.sample_rate, chunk_size=chunk_size, left_chunks=left_chunks,
