@@ -20,9 +20,10 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "train" / "configs"
 # stage name -> (help, module with <Name>Stage and <Name>Settings, class prefix)
 STAGES = {
     "encoder-ctc": ("input stage 1: streaming encoder with CTC", "freeze_omni.train.stages.encoder_ctc", "EncoderCTC"),
+    "encoder-llm": ("input stage 2: encoder + adapter into the frozen LLM", "freeze_omni.train.stages.encoder_llm",
+                    "EncoderLLM"),
 }
 PENDING = {
-    "encoder-llm": ("input stage 2: encoder + adapter into the frozen LLM", "issue #8"),
     "encoder-qa": ("input stage 3: spoken QA self-distillation + state head", "issue #5"),
     "decoder-tts": ("output stage 2: AR speech decoder on text-speech pairs", "issue #9"),
     "decoder-prefix": ("output stage 3: NAR prefix decoder on LLM hidden states", "issue #9"),

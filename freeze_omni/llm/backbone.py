@@ -119,11 +119,16 @@ class FrozenLLM(nn.Module):
 
     def generate(self, prompt_ids: list[int], cache: KVCache, sampling: SamplingConfig = SamplingConfig(),
                  max_new_tokens: int = 128, generator: torch.Generator | None = None):
-        """Prefill `prompt_ids`, then yield (token_id, hidden) until a stop token or the limit.
+        """Prefill `prompt_ids`, then yield (token_id, hidden) until a stop token or the limit."""
+        yield from self.generate_from_embeds(self.embed_ids(prompt_ids), cache, sampling, max_new_tokens, generator)
+
+    def generate_from_embeds(self, embeds: torch.Tensor, cache: KVCache, sampling: SamplingConfig = SamplingConfig(),
+                             max_new_tokens: int = 128, generator: torch.Generator | None = None):
+        """Prefill input embeddings [1, t, hidden] (speech, text or both), then yield (token_id, hidden).
 
         The stop token is fed to the cache too, so the conversation can continue after it.
         """
-        hidden = self.prefill(self.embed_ids(prompt_ids), cache)[:, -1]
+        hidden = self.prefill(embeds, cache)[:, -1]
         logits = self.model.lm_head(hidden)
         for _ in range(max_new_tokens):
             token = sample(logits, sampling, generator)

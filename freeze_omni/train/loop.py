@@ -66,7 +66,7 @@ def setup_distributed(device: torch.device) -> Distributed:
 
 def trainable_state(module: nn.Module) -> dict[str, torch.Tensor]:
     """Everything except frozen parameters (a frozen LLM is never written into a checkpoint)."""
-    frozen = {name for name, p in module.named_parameters() if not p.requires_grad}
+    frozen = {name for name, p in module.named_parameters(remove_duplicate=False) if not p.requires_grad}
     return {k: v for k, v in module.state_dict().items() if k not in frozen}
 
 
@@ -172,7 +172,7 @@ def _resume(path: Path, module: nn.Module, optimizer, device: torch.device) -> i
         return 0
     checkpoint = torch.load(path, map_location=device, weights_only=False)
     missing, unexpected = module.load_state_dict(checkpoint["model"], strict=False)
-    frozen = {name for name, p in module.named_parameters() if not p.requires_grad}
+    frozen = {name for name, p in module.named_parameters(remove_duplicate=False) if not p.requires_grad}
     if unexpected or set(missing) - frozen:
         raise ValueError(f"{path} does not fit this model (missing {sorted(set(missing) - frozen)[:3]}, "
                          f"unexpected {unexpected[:3]})")
