@@ -46,3 +46,17 @@ def test_stage_trains_evaluates_and_resumes(tiny_corpus, tmp_path, init):
     assert resumed["step"] == 3
     if init == "scratch":  # CMVN statistics come from the corpus, not the defaults
         assert not torch.equal(stage.module.encoder.front.cmvn_mean, torch.zeros(80))
+
+
+def test_eval_asr_reproduces_the_stage_figure_from_the_checkpoint(tiny_corpus, tmp_path):
+    from freeze_omni.cli import main
+    from freeze_omni.eval.asr import evaluate_asr, load_recognizer
+
+    settings = EncoderCTCSettings(corpus=str(tiny_corpus), max_batch_seconds=3.0, eval_utterances=6)
+    config = TrainConfig(out_dir=str(tmp_path), max_steps=1, eval_every=1, threads=2, warmup_steps=1)
+    result = train(EncoderCTCStage(settings), config)
+    report = evaluate_asr(tiny_corpus / "dev.jsonl", load_recognizer(tmp_path / "last.pt", "ctc"))
+    assert report["mode"] == "ctc" and report["chunked"] and report["n"] == 6 and report["rtf"] > 0
+    assert report["wer"] == pytest.approx(result["eval"]["wer_160ms"])
+    assert main(["eval", "asr", "--manifest", str(tiny_corpus / "dev.jsonl"), "--checkpoint",
+                 str(tmp_path / "last.pt"), "--mode", "llm"]) == 1

@@ -3,7 +3,6 @@
 from freeze_omni.cli import add_group, add_leaf, pending
 
 PENDING = {
-    "asr": ("WER/CER of speech input through the frozen LLM or the CTC head", "issue #8"),
     "speech-out": ("intelligibility of the system's own speech per top-k", "issue #9"),
     "spoken-qa": ("answer accuracy with spoken vs typed questions", "issue #5"),
     "duplex": ("end-of-turn delay, false answers, barge-in reaction", "issue #5"),
@@ -13,8 +12,9 @@ PENDING = {
 
 def register(commands) -> None:
     subs = add_group(commands, "eval", "evaluate a model and write a report", "WHAT")
-    from freeze_omni.cli import reference_asr
+    from freeze_omni.cli import eval_asr, reference_asr
 
+    eval_asr.register(subs)
     reference_asr.register(subs)
     for name, (help, owner) in PENDING.items():
         add_leaf(subs, name, help, pending(f"lands with {owner}"))

@@ -25,7 +25,12 @@ from freeze_omni.eval.metrics import error_rates
 from freeze_omni.paths import data_dir
 from freeze_omni.train.data import SpecAugmentConfig, load_feature_batch, plan_batches, read_utterances, spec_augment
 
-CHUNK_160MS = 8  # encoder frames per 160 ms at 50 Hz (Whisper front end); 4 for the x4 design
+FEATURE_FRAMES_160MS = 16
+
+
+def chunk_frames_160ms(encoder: SpeechEncoder) -> int:
+    """Encoder frames in one 160 ms chunk: 8 for Whisper's x2 front end, 4 for the x4 design."""
+    return FEATURE_FRAMES_160MS // encoder.config.subsampling
 
 
 @dataclass
@@ -90,7 +95,7 @@ class EncoderCTCStage:
                                        limit=settings.eval_utterances)
         self.module = CTCModel(build_encoder(settings.init))
         self.featurize = featurizer(self.module.encoder.config)
-        self.chunk_160ms = CHUNK_160MS if self.module.encoder.config.subsampling == 2 else CHUNK_160MS // 2
+        self.chunk_160ms = chunk_frames_160ms(self.module.encoder)
         if settings.init == "scratch":
             self._install_cmvn()
 

@@ -25,7 +25,7 @@ from freeze_omni.paths import data_dir
 from freeze_omni.speech_input import SpeechInput
 from freeze_omni.train.data import SpecAugmentConfig, load_feature_batch, plan_batches, read_utterances, spec_augment
 from freeze_omni.train.sequences import next_token_loss, pack_rows
-from freeze_omni.train.stages.encoder_ctc import CHUNK_160MS, build_encoder
+from freeze_omni.train.stages.encoder_ctc import build_encoder, chunk_frames_160ms
 
 ASR_INSTRUCTION = "Write down exactly what the user says, word for word."
 
@@ -108,6 +108,11 @@ def load_speech_input(settings: EncoderLLMSettings, llm_hidden_size: int) -> Spe
     return speech_input
 
 
+def build_model(settings: EncoderLLMSettings, llm: FrozenLLM | None = None) -> EncoderLLMModel:
+    llm = llm or FrozenLLM.load(settings.llm or None, dtype=getattr(torch, settings.llm_dtype))
+    return EncoderLLMModel(load_speech_input(settings, llm.hidden_size), llm, settings.instruction)
+
+
 class EncoderLLMStage:
     def __init__(self, settings: EncoderLLMSettings, llm: FrozenLLM | None = None) -> None:
         self.settings = settings
@@ -116,11 +121,9 @@ class EncoderLLMStage:
                                          limit=settings.train_limit or None)
         self.dev_set = read_utterances(corpus / "dev.jsonl", settings.max_utterance_seconds,
                                        limit=settings.eval_utterances)
-        llm = llm or FrozenLLM.load(settings.llm or None, dtype=getattr(torch, settings.llm_dtype))
-        speech_input = load_speech_input(settings, llm.hidden_size)
-        self.module = EncoderLLMModel(speech_input, llm, settings.instruction)
-        self.featurize = featurizer(speech_input.encoder.config)
-        self.chunk_160ms = CHUNK_160MS if speech_input.encoder.config.subsampling == 2 else CHUNK_160MS // 2
+        self.module = build_model(settings, llm)
+        self.featurize = featurizer(self.module.speech_input.encoder.config)
+        self.chunk_160ms = chunk_frames_160ms(self.module.speech_input.encoder)
 
     def plan(self, epoch: int, seed: int) -> list[tuple[list[int], int, int, int]]:
         rng = random.Random(seed * 100_003 + epoch)

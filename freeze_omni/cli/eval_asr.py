@@ -1,0 +1,29 @@
+"""`freeze-omni eval asr`: WER/CER of speech input through the frozen LLM or the CTC head."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from freeze_omni.cli import add_leaf
+from freeze_omni.eval.report import add_report_arguments, emit
+
+
+def run(args: argparse.Namespace) -> int:
+    from freeze_omni.eval.asr import evaluate_asr, load_recognizer
+
+    recognizer = load_recognizer(args.checkpoint, args.mode)
+    result = evaluate_asr(args.manifest, recognizer, chunked=not args.full_context, limit=args.limit)
+    emit(result, args, f"ASR ({args.mode}, {'full context' if args.full_context else '160 ms chunks'})")
+    return 0
+
+
+def register(commands) -> None:
+    sub = add_leaf(commands, "asr", "WER/CER of speech input through the frozen LLM (llm) or the CTC head (ctc)", run)
+    sub.add_argument("--manifest", type=Path, required=True, metavar="M.jsonl")
+    sub.add_argument("--mode", choices=("llm", "ctc"), default="llm")
+    sub.add_argument("--checkpoint", type=Path, required=True,
+                     help="last.pt of `train encoder-llm` (llm) or `train encoder-ctc` (ctc)")
+    sub.add_argument("--full-context", action="store_true", help="offline: no chunk mask")
+    sub.add_argument("--limit", type=int, help="only the first N utterances")
+    add_report_arguments(sub)
