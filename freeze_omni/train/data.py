@@ -65,6 +65,19 @@ def plan_batches(utterances: Sequence[Utterance], max_batch_seconds: float, seed
     return batches
 
 
+def plan_chunked_batches(utterances: Sequence[Utterance], max_batch_seconds: float, seed: int, epoch: int,
+                         sample_chunk: Callable[[random.Random], tuple[int, int]]) -> list[tuple[list[int], int, int, int]]:
+    """One epoch of (indices, chunk_size, left_chunks, augment_seed), all fixed by (seed, epoch):
+    dynamic chunk training draws one chunk setting per batch, and a resumed run draws the same."""
+    epoch_seed = seed * 100_003 + epoch
+    rng = random.Random(epoch_seed)
+    plan = []
+    for indices in plan_batches(utterances, max_batch_seconds, epoch_seed):
+        chunk_size, left_chunks = sample_chunk(rng)
+        plan.append((indices, chunk_size, left_chunks, rng.randrange(2**31)))
+    return plan
+
+
 def pad_features(features: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
     """[t_i, bins] arrays -> [batch, max_t, bins] float32 (zero padded) and lengths [batch]."""
     lengths = torch.tensor([f.shape[0] for f in features], dtype=torch.long)

@@ -23,7 +23,8 @@ from freeze_omni.encoder.whisper import load_whisper_encoder
 from freeze_omni.errors import FreezeOmniError
 from freeze_omni.eval.metrics import error_rates
 from freeze_omni.paths import data_dir
-from freeze_omni.train.data import SpecAugmentConfig, load_feature_batch, plan_batches, read_utterances, spec_augment
+from freeze_omni.train.data import (SpecAugmentConfig, load_feature_batch, plan_chunked_batches, read_utterances,
+                                    spec_augment)
 
 FEATURE_FRAMES_160MS = 16
 
@@ -108,15 +109,12 @@ class EncoderCTCStage:
         self.module.encoder.front.set_cmvn(frames.mean(0), 1.0 / frames.std(0).clamp_min(1e-5))
 
     def plan(self, epoch: int, seed: int) -> list[tuple[list[int], int, int, int]]:
-        """Batches of one epoch with their chunk setting and SpecAugment seed, all fixed by (seed, epoch)."""
-        rng = random.Random(seed * 100_003 + epoch)
-        batches = plan_batches(self.train_set, self.settings.max_batch_seconds, seed * 100_003 + epoch)
-        plan = []
-        for indices in batches:
-            chunk = sample_chunk_config(rng, self.settings.max_chunk, self.settings.full_context_prob,
-                                        self.settings.max_left_chunks)
-            plan.append((indices, chunk.chunk_size, chunk.left_chunks, rng.randrange(2**31)))
-        return plan
+        return plan_chunked_batches(self.train_set, self.settings.max_batch_seconds, seed, epoch, self._sample_chunk)
+
+    def _sample_chunk(self, rng: random.Random) -> tuple[int, int]:
+        chunk = sample_chunk_config(rng, self.settings.max_chunk, self.settings.full_context_prob,
+                                    self.settings.max_left_chunks)
+        return chunk.chunk_size, chunk.left_chunks
 
     def load(self, spec: tuple[list[int], int, int, int], device: torch.device) -> dict[str, Any]:
         indices, chunk_size, left_chunks, augment_seed = spec

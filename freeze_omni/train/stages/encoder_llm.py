@@ -23,7 +23,8 @@ from freeze_omni.eval.metrics import error_rates
 from freeze_omni.llm import FrozenLLM
 from freeze_omni.paths import data_dir
 from freeze_omni.speech_input import SpeechInput
-from freeze_omni.train.data import SpecAugmentConfig, load_feature_batch, plan_batches, read_utterances, spec_augment
+from freeze_omni.train.data import (SpecAugmentConfig, load_feature_batch, plan_chunked_batches, read_utterances,
+                                    spec_augment)
 from freeze_omni.train.sequences import next_token_loss, pack_rows
 from freeze_omni.train.stages.encoder_ctc import build_encoder, chunk_frames_160ms
 
@@ -126,13 +127,12 @@ class EncoderLLMStage:
         self.chunk_160ms = chunk_frames_160ms(self.module.speech_input.encoder)
 
     def plan(self, epoch: int, seed: int) -> list[tuple[list[int], int, int, int]]:
-        rng = random.Random(seed * 100_003 + epoch)
-        plan = []
-        for indices in plan_batches(self.train_set, self.settings.max_batch_seconds, seed * 100_003 + epoch):
-            chunk = sample_chunk_config(rng, self.settings.max_chunk, self.settings.full_context_prob,
-                                        self.settings.max_left_chunks)
-            plan.append((indices, chunk.chunk_size, chunk.left_chunks, rng.randrange(2**31)))
-        return plan
+        return plan_chunked_batches(self.train_set, self.settings.max_batch_seconds, seed, epoch, self._sample_chunk)
+
+    def _sample_chunk(self, rng: random.Random) -> tuple[int, int]:
+        chunk = sample_chunk_config(rng, self.settings.max_chunk, self.settings.full_context_prob,
+                                    self.settings.max_left_chunks)
+        return chunk.chunk_size, chunk.left_chunks
 
     def load(self, spec: tuple[list[int], int, int, int], device: torch.device) -> dict[str, Any]:
         indices, chunk_size, left_chunks, augment_seed = spec
