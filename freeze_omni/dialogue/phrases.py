@@ -1,0 +1,40 @@
+"""Where an answer is cut into phrases for speech: short first phrase, then whole sentences.
+
+Speech can start as soon as the first phrase is complete, so the first one may end at a comma;
+later ones end at sentence punctuation (or a comma once they grow long), as the published
+system does. A hard cap keeps a run without punctuation from delaying speech forever.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+CLAUSE_END = tuple(",;:.?!")
+SENTENCE_END = tuple(":.?!")
+
+
+@dataclass(frozen=True)
+class PhraseRule:
+    min_tokens: int = 4  # never cut a phrase shorter than this (at punctuation)
+    comma_after_tokens: int = 20  # from this length on, clause punctuation ends a phrase too
+    max_tokens: int = 40  # cut here whatever the text
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_tokens <= self.max_tokens:
+            raise ValueError(f"invalid phrase rule: {self}")
+
+
+def ends_phrase(text: str, n_tokens: int, first: bool, rule: PhraseRule = PhraseRule()) -> bool:
+    """Does the phrase whose text so far is `text` (`n_tokens` tokens) end after its last token?"""
+    if n_tokens >= rule.max_tokens:
+        return True
+    if n_tokens < rule.min_tokens:
+        return False
+    if text.endswith("\n"):
+        return True
+    stripped = text.rstrip(" ")
+    ends = CLAUSE_END if first or n_tokens >= rule.comma_after_tokens else SENTENCE_END
+    if not stripped.endswith(ends):
+        return False
+    # "3." is a list number or a decimal point still being written, not the end of a sentence.
+    return not (stripped.endswith(".") and len(stripped) > 1 and stripped[-2].isdigit())

@@ -1,0 +1,326 @@
+"""The turn engine: listening, answering, speaking, ignoring and barge-in, one 160 ms chunk at a time.
+
+`TurnEngine` holds only models and settings; every call takes the user's `Session` and changes
+it, so one engine serves any number of users and their calls may be interleaved in any order.
+Work is explicit: `accept_audio` handles input, `step_answer` does answer work in small units,
+and a caller (CLI, server scheduler) decides how to interleave them. No threads.
+
+Exact rules. Times are input-stream times: ms of user audio accepted so far (the session clock).
+
+1. Input is cut into 160 ms chunks (2560 samples at 16 kHz); a remainder waits for the next call.
+   Each chunk goes through the VAD and into a pre-roll buffer of the last `preroll_ms`.
+2. A VAD start while no user turn is being heard opens one. The turn's LLM input is user_start
+   ids, the prompt embeddings, then the speech, starting with the whole pre-roll (this chunk
+   included), through features -> encoder -> adapter -> `FrozenLLM.prefill`.
+   - With no answer active the turn extends the conversation KV itself, from its current length
+     (the turn start).
+   - With an answer active (answering or speaking) it is a barge-in: the turn extends a copy of
+     the conversation in which the answer is cut to what the user had heard at the VAD onset
+     (`playout.py`) and closed with the assistant-end ids. The answer goes on meanwhile.
+3. Every later chunk is encoded and prefilled the same way, speech or not. After each chunk that
+   added embeddings, the state head reads the hidden state of the last position (for the
+   pre-roll only its last one): a `StateDecision`. A VAD start inside a turn is a pause ending,
+   not a new turn.
+4. LISTEN: keep listening.
+   IGNORE, or still no decision `end_timeout_ms` after the last VAD end, or the turn reaching
+   `max_turn_ms`: the turn is forgotten. Its own KV is cropped back to the turn start (a
+   barge-in copy is dropped and the answer goes on) -> `TurnIgnored`. The conversation is exactly
+   as if the sound had never been heard.
+5. ANSWER: the turn is accepted. For a barge-in, the answer stops at once (no more text or audio
+   from it) and the copy becomes the conversation -> `Interrupted` with the kept text; if the
+   answer had already finished playing, but after the onset, its record is cut the same way
+   (also `Interrupted`). Then user_end_assistant_start ids are prefilled -> `AnswerStarted`.
+   After ANSWER or IGNORE the VAD segment is closed, so speech that goes on opens a new turn
+   (a barge-in on the new answer), as the published server does.
+6. `step_answer` does one unit of work per step: the next packet of the phrase being
+   synthesised if there is one, else the next token. Each token is fed to the KV at once, with
+   its hidden state kept for the speaker. A phrase ends by `phrases.ends_phrase`; its text is
+   then handed to the speaker -> `AnswerText` (text and speech stay in step), packets ->
+   `AnswerAudio`. Generation ends at a stop token (not fed) or `max_answer_tokens`; the
+   assistant-end ids are prefilled in its place and the last phrase is handed over.
+7. When everything is produced and the playout has reached the session clock -> `AnswerFinished`,
+   and the answer joins the history. Audio is played on the input clock (`playout.py`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+
+from freeze_omni.audio import SAMPLE_RATE
+from freeze_omni.audio.vad import SpeechDetector, VadState
+from freeze_omni.dialogue.events import (
+    AnswerAudio,
+    AnswerFinished,
+    AnswerStarted,
+    AnswerText,
+    Event,
+    Interrupted,
+    SpeechEnded,
+    SpeechStarted,
+    StateDecision,
+    TurnIgnored,
+)
+from freeze_omni.dialogue.phrases import PhraseRule, ends_phrase
+from freeze_omni.dialogue.session import Answer, AnswerCut, HistoryEntry, ListeningTurn, Session
+from freeze_omni.dialogue.speaker import Phrase, Speaker, TextOnlySpeaker
+from freeze_omni.encoder import UNLIMITED
+from freeze_omni.encoder.frontend import feature_stream
+from freeze_omni.errors import AudioError
+from freeze_omni.llm import FrozenLLM, SamplingConfig
+from freeze_omni.llm.sampling import sample
+from freeze_omni.llm.state_head import DialogueState, StateHead
+from freeze_omni.speech_input import SpeechInput
+
+CHUNK_SAMPLES = SAMPLE_RATE * 160 // 1000
+DEFAULT_SYSTEM_PROMPT = "You are a helpful voice assistant. Answer briefly, in plain spoken English."
+
+
+@dataclass(frozen=True)
+class DialogueConfig:
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    sampling: SamplingConfig = SamplingConfig()
+    preroll_ms: float = 960.0  # six chunks of audio before the VAD start go in with it
+    end_timeout_ms: float = 1200.0  # a turn with no decision this long after the VAD end is dropped
+    max_turn_ms: float = 30000.0
+    max_answer_tokens: int = 256
+    phrases: PhraseRule = field(default_factory=PhraseRule)
+    left_chunks: int = UNLIMITED  # encoder attention context within a turn
+
+    def __post_init__(self) -> None:
+        if self.preroll_samples < CHUNK_SAMPLES:
+            raise ValueError(f"preroll_ms must cover at least one 160 ms chunk, got {self.preroll_ms}")
+        if self.max_answer_tokens < 1:
+            raise ValueError(f"max_answer_tokens must be >= 1, got {self.max_answer_tokens}")
+
+    @property
+    def preroll_samples(self) -> int:
+        return int(self.preroll_ms * SAMPLE_RATE / 1000)
+
+
+class TurnEngine:
+    def __init__(self, speech_input: SpeechInput, llm: FrozenLLM, state_head: StateHead,
+                 detector: SpeechDetector, speaker: Speaker | None = None,
+                 config: DialogueConfig = DialogueConfig()) -> None:
+        if speech_input.prompt.device != llm.device:
+            raise ValueError(f"speech input on {speech_input.prompt.device} but the LLM on {llm.device}")
+        self.speech_input = speech_input.eval()
+        self.llm = llm
+        self.state_head = state_head.eval()
+        self.detector = detector
+        self.speaker = speaker or TextOnlySpeaker()
+        self.config = config
+        self.features = feature_stream(speech_input.encoder.config)
+        self.encoder_chunk = self.features.config.chunk_frames // speech_input.encoder.config.subsampling
+        template = llm.template
+        self._system_ids = template.system(llm.tokenizer, config.system_prompt)
+        self._user_start, self._answer_start = template.user_start, template.user_end_assistant_start
+        self._assistant_end = template.assistant_end or [llm.tokenizer.eos_token_id]
+
+    # ---- sessions -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def new_session(self, session_id: str, seed: int = 0) -> Session:
+        """A fresh conversation: the system prompt is prefilled into its KV."""
+        kv = self.llm.new_cache()
+        self.llm.prefill(self.llm.embed_ids(self._system_ids), kv)
+        return Session(session_id=session_id, kv=kv, vad=self.detector.initial_state(),
+                       generator=torch.Generator().manual_seed(seed))
+
+    # ---- input --------------------------------------------------------------------------------
+    @torch.no_grad()
+    def accept_audio(self, session: Session, pcm: np.ndarray) -> list[Event]:
+        """Add 16 kHz mono float samples (any length); handle every complete 160 ms chunk.
+
+        Bad input (not a 1-D float array, or NaN/inf) raises `AudioError`, a `FreezeOmniError`,
+        and leaves the session unchanged.
+        """
+        samples = np.concatenate([session.unconsumed, _check_pcm(pcm)])
+        n_chunks = samples.size // CHUNK_SAMPLES
+        session.unconsumed = samples[n_chunks * CHUNK_SAMPLES:].copy()
+        events: list[Event] = []
+        for i in range(n_chunks):
+            events += self._chunk(session, samples[i * CHUNK_SAMPLES:(i + 1) * CHUNK_SAMPLES])
+        return events
+
+    def _chunk(self, s: Session, pcm: np.ndarray) -> list[Event]:
+        vad_events, s.vad = self.detector.accept(pcm, s.vad)
+        s.preroll = np.concatenate([s.preroll, pcm])[-self.config.preroll_samples:]
+        s.samples_in += pcm.size
+        now = s.t_ms
+        events: list[Event] = []
+        audio = pcm
+        for vad in vad_events:
+            if vad.kind == "end":
+                events.append(SpeechEnded(now, vad.t_ms))
+                if s.listening is not None:
+                    s.listening.ended_at_ms = now
+                continue
+            events.append(SpeechStarted(now, vad.t_ms))
+            if s.listening is not None:
+                s.listening.ended_at_ms = None
+            else:
+                s.listening = self._open_turn(s, vad.t_ms)
+                audio = s.preroll
+        if s.listening is not None:
+            events += self._listen(s, audio, now)
+        return events + self._finish_if_played(s)
+
+    def _open_turn(self, s: Session, onset_ms: float) -> ListeningTurn:
+        """Rule 2: a new user turn on the conversation, or on a copy with the answer cut (barge-in)."""
+        kv, cut = s.kv, None
+        if s.answer is not None:
+            answer = s.answer
+            kept = answer.playout.said_tokens(onset_ms)
+            cut = AnswerCut(kept, self._decode(answer.tokens[:kept]))
+            kv = s.kv.clone()
+            kv.crop(answer.start + kept)
+            self.llm.prefill(self.llm.embed_ids(self._assistant_end), kv)
+        turn_start = kv.length
+        prefix = torch.cat([self.llm.embed_ids(self._user_start)[0].float(),
+                            self.speech_input.prompt.to(self.llm.device, torch.float32)])
+        self.llm.prefill(prefix[None], kv)
+        speech = self.speech_input.initial_cache(self.encoder_chunk, self.config.left_chunks, self.llm.device)
+        return ListeningTurn(kv=kv, turn_start=turn_start, features=self.features.initial_state(), speech=speech,
+                             started_ms=onset_ms, cut=cut)
+
+    def _listen(self, s: Session, audio: np.ndarray, now: float) -> list[Event]:
+        """Rules 3-5: encode and prefill the audio, then decide on the last position's hidden state."""
+        turn = s.listening
+        chunks, turn.features = self.features.accept(audio, turn.features)
+        decision = None
+        if chunks:
+            feats = torch.from_numpy(np.concatenate(chunks))[None].to(self.llm.device)
+            embeds, turn.speech = self.speech_input.step(feats, turn.speech)
+            if embeds.shape[1]:
+                hidden = self.llm.prefill(embeds, turn.kv)[:, -1]
+                state, probabilities = self.state_head.decide(hidden)
+                decision = StateDecision(now, state, probabilities, barge_in=turn.cut is not None)
+        events: list[Event] = [decision] if decision else []
+        if decision and decision.state == DialogueState.ANSWER:
+            return events + self._accept(s, now)
+        if decision and decision.state == DialogueState.IGNORE:
+            return events + self._forget(s, now, "state")
+        timed_out = turn.ended_at_ms is not None and now - turn.ended_at_ms >= self.config.end_timeout_ms
+        if timed_out or now - turn.started_ms >= self.config.max_turn_ms:
+            return events + self._forget(s, now, "timeout")
+        return events
+
+    def _forget(self, s: Session, now: float, reason: str) -> list[Event]:
+        turn, s.listening = s.listening, None
+        if turn.kv is s.kv:
+            s.kv.crop(turn.turn_start)
+        s.vad = _close_segment(s.vad)
+        return [TurnIgnored(now, reason)]
+
+    def _accept(self, s: Session, now: float) -> list[Event]:
+        turn, s.listening = s.listening, None
+        events: list[Event] = []
+        if turn.cut is not None:
+            if s.answer is not None:
+                s.history.append(HistoryEntry("assistant", turn.cut.kept_text, s.answer.started_ms, now,
+                                              interrupted=True))
+                s.answer = None
+                events.append(Interrupted(now, turn.cut.kept_text))
+            elif s.history[-1].text != turn.cut.kept_text:  # finished playing after the onset
+                s.history[-1] = replace(s.history[-1], text=turn.cut.kept_text, interrupted=True)
+                events.append(Interrupted(now, turn.cut.kept_text))
+            s.kv = turn.kv
+        s.history.append(HistoryEntry("user", None, turn.started_ms, now))
+        hidden = self.llm.prefill(self.llm.embed_ids(self._answer_start), s.kv)[:, -1]
+        s.answer = Answer(turn_start=turn.turn_start, start=s.kv.length, started_ms=now,
+                          logits=self.llm.logits(hidden))
+        s.vad = _close_segment(s.vad)
+        return events + [AnswerStarted(now)]
+
+    # ---- output -------------------------------------------------------------------------------
+    @torch.no_grad()
+    def step_answer(self, session: Session, max_steps: int = 1) -> list[Event]:
+        """Up to `max_steps` units of answer work (rule 6); nothing to do returns []."""
+        events: list[Event] = []
+        for _ in range(max_steps):
+            answer = session.answer
+            if answer is None or answer.produced:
+                break
+            if answer.speech is not None:
+                events += self._next_packet(session, answer)
+            else:
+                events += self._next_token(session, answer)
+        return events + self._finish_if_played(session)
+
+    def has_answer_work(self, session: Session) -> bool:
+        """Whether `step_answer` would do anything now."""
+        return session.answer is not None and not session.answer.produced
+
+    def _next_packet(self, s: Session, answer: Answer) -> list[Event]:
+        packet = next(answer.speech, None)
+        if packet is None:
+            answer.speech = None
+            answer.playout.complete_phrase()
+            return []
+        answer.playout.add_packet(packet.size, self.speaker.sample_rate, s.t_ms)
+        return [AnswerAudio(s.t_ms, packet, self.speaker.sample_rate)]
+
+    def _next_token(self, s: Session, answer: Answer) -> list[Event]:
+        token = None
+        if len(answer.tokens) < self.config.max_answer_tokens:
+            token = int(sample(answer.logits, self.config.sampling, s.generator)[0])
+        if token is None or token in self.llm.stop_ids:
+            self.llm.prefill(self.llm.embed_ids(self._assistant_end), s.kv)
+            answer.logits = None
+            return self._hand_over(s, answer) if answer.phrase_start < len(answer.tokens) else []
+        step = self.llm.decode_step(torch.tensor([token], device=self.llm.device), s.kv)
+        answer.tokens.append(token)
+        answer.hidden.append(step.hidden[0])
+        answer.logits = step.logits
+        text = self._phrase_text(answer)
+        n = len(answer.tokens) - answer.phrase_start
+        if not text.endswith("\ufffd") and ends_phrase(text, n, answer.phrases == 0, self.config.phrases):
+            return self._hand_over(s, answer)
+        return []
+
+    def _phrase_text(self, answer: Answer) -> str:
+        return self._decode(answer.tokens)[len(answer.text):]
+
+    def _decode(self, tokens: list[int]) -> str:
+        return self.llm.tokenizer.decode(tokens, skip_special_tokens=True)
+
+    def _hand_over(self, s: Session, answer: Answer) -> list[Event]:
+        """The phrase since `phrase_start` goes to the speaker; its text is shown now."""
+        text = self._phrase_text(answer)
+        phrase = Phrase(text=text, token_ids=answer.tokens[answer.phrase_start:],
+                        hidden=torch.stack(answer.hidden), index=answer.phrases)
+        answer.text += text
+        answer.phrases += 1
+        answer.phrase_start = len(answer.tokens)
+        answer.hidden = []
+        answer.speech = iter(self.speaker.speak(phrase))
+        answer.playout.add_phrase(len(phrase.token_ids), s.t_ms)
+        return [AnswerText(s.t_ms, text)]
+
+    def _finish_if_played(self, s: Session) -> list[Event]:
+        """Rule 7."""
+        answer = s.answer
+        if answer is None or not answer.produced or answer.playout.end_ms > s.t_ms:
+            return []
+        s.answer = None
+        s.history.append(HistoryEntry("assistant", answer.text, answer.started_ms, s.t_ms))
+        return [AnswerFinished(s.t_ms, answer.text)]
+
+
+def _close_segment(vad: VadState) -> VadState:
+    """End the VAD's current speech segment without an event: speech that goes on must start anew."""
+    return replace(vad, in_speech=False, speech_since=None, silence_since=None)
+
+
+def _check_pcm(pcm: np.ndarray) -> np.ndarray:
+    if not isinstance(pcm, np.ndarray):
+        raise AudioError(f"expected a numpy array of samples, got {type(pcm).__name__}")
+    if pcm.ndim != 1:
+        raise AudioError(f"expected mono samples of shape [n], got shape {pcm.shape}; mix down to mono first")
+    if pcm.dtype.kind != "f":
+        raise AudioError(f"expected float samples in [-1, 1], got {pcm.dtype}; convert PCM first (int16 / 32768)")
+    if not np.isfinite(pcm).all():
+        raise AudioError("audio contains NaN or infinite samples")
+    return pcm.astype(np.float32, copy=False)
