@@ -1,9 +1,16 @@
-"""Shared fixtures: tiny in-memory backbones of two families with their own tokenizers."""
+"""Shared fixtures: tiny in-memory backbones with their own tokenizers, a tiny speech corpus."""
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pytest
 import torch
+
+from freeze_omni.audio.io import write_wav
+
+pytest_plugins = ["dialogue_support"]
 
 CHATML = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
@@ -64,3 +71,20 @@ def tiny_hf_model(family: str):
 @pytest.fixture(params=["llama", "qwen2", "qwen3"])
 def tiny_family(request):
     return (request.param, *tiny_hf_model(request.param))
+
+
+CORPUS_TEXTS = ["yes", "no thanks", "what time is it", "hello there", "seven", "good night"]
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corpus")
+    rng = np.random.default_rng(0)
+    for split in ("train", "dev"):
+        lines = []
+        for i, text in enumerate(CORPUS_TEXTS):
+            audio = (0.1 * rng.standard_normal(int(16000 * (0.6 + 0.1 * i)))).astype(np.float32)
+            write_wav(root / split / f"{i}.wav", audio)
+            lines.append(json.dumps({"audio": f"{split}/{i}.wav", "text": text, "duration": audio.size / 16000}))
+        (root / f"{split}.jsonl").write_text("\n".join(lines))
+    return root

@@ -12,21 +12,18 @@ from freeze_omni.audio.vad import VadState
 from freeze_omni.errors import FreezeOmniError
 from freeze_omni.llm import FrozenLLM
 from freeze_omni.llm.state_head import StateHead
-from test_dialogue_turn import (  # noqa: F401  (fixtures)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+from dialogue_support import (
     AnswerAfterSpeech,
     RecordingSpeaker,
     _signature,
     assert_same_kv,
     conversation,
-    detector,
     drive,
-    llm,
     make_engine,
     of_type,
-    one_thread,
     silence,
-    speech,
-    speech_input,
 )
 
 

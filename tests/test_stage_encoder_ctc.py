@@ -1,30 +1,12 @@
 import json
 import math
 
-import numpy as np
 import pytest
 import torch
 
-from freeze_omni.audio.io import write_wav
 from freeze_omni.train.config import TrainConfig
 from freeze_omni.train.loop import train
 from freeze_omni.train.stages.encoder_ctc import EncoderCTCSettings, EncoderCTCStage
-
-TEXTS = ["yes", "no thanks", "what time is it", "hello there", "seven", "good night"]
-
-
-@pytest.fixture(scope="module")
-def tiny_corpus(tmp_path_factory):
-    root = tmp_path_factory.mktemp("corpus")
-    rng = np.random.default_rng(0)
-    for split in ("train", "dev"):
-        lines = []
-        for i, text in enumerate(TEXTS):
-            audio = (0.1 * rng.standard_normal(int(16000 * (0.6 + 0.1 * i)))).astype(np.float32)
-            write_wav(root / split / f"{i}.wav", audio)
-            lines.append(json.dumps({"audio": f"{split}/{i}.wav", "text": text, "duration": audio.size / 16000}))
-        (root / f"{split}.jsonl").write_text("\n".join(lines))
-    return root
 
 
 @pytest.mark.parametrize("init", ["whisper-tiny.en", "scratch"])

@@ -8,10 +8,9 @@ from freeze_omni.llm import FrozenLLM
 from freeze_omni.train.config import TrainConfig
 from freeze_omni.train.loop import train
 from freeze_omni.train.stages.encoder_llm import EncoderLLMSettings, EncoderLLMStage
-from test_stage_encoder_ctc import tiny_corpus  # noqa: F401  (fixture)
 
 
-def test_stage_trains_the_speech_side_and_never_the_llm(tiny_corpus, tmp_path):  # noqa: F811
+def test_stage_trains_the_speech_side_and_never_the_llm(tiny_corpus, tmp_path):
     hf_model, tokenizer = tiny_hf_model("qwen2")
     llm = FrozenLLM.from_hf_model(hf_model, tokenizer)
     llm_before = {k: v.clone() for k, v in llm.state_dict().items()}

@@ -1,21 +1,19 @@
 """80-dim Kaldi-compatible log-mel filterbank features, offline and streaming.
 
 Kaldi frames (snip_edges, povey window, per-frame DC removal and pre-emphasis, dither 0) depend
-only on the samples inside their own 25 ms window. So the stream keeps just the samples that no
-complete window has consumed yet, computes every complete window with kaldi-native-fbank, and is
-equal to the offline features by construction; its state is a small array that a session can
-store, copy or serialise.
+only on the samples inside their own 25 ms window, so the stream (`FrameStream`) equals the
+offline features computed by kaldi-native-fbank.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import kaldi_native_fbank as knf
 import numpy as np
 
 from freeze_omni.audio import SAMPLE_RATE
-from freeze_omni.errors import AudioError
+from freeze_omni.audio.framing import FrameStream, check_mono_float
 
 # Kaldi tools read int16 samples; scale float audio to that range so values match `compute-fbank`.
 KALDI_SCALE = 32768.0
@@ -38,9 +36,6 @@ class FbankConfig:
     def shift(self) -> int:
         return int(self.sample_rate * self.frame_shift_ms / 1000)
 
-    def num_frames(self, num_samples: int) -> int:
-        return 0 if num_samples < self.window else 1 + (num_samples - self.window) // self.shift
-
     def knf_options(self) -> knf.FbankOptions:
         opts = knf.FbankOptions()
         opts.frame_opts.samp_freq = self.sample_rate
@@ -54,7 +49,7 @@ class FbankConfig:
 
 def fbank(audio: np.ndarray, config: FbankConfig = FbankConfig()) -> np.ndarray:
     """float32 mono audio at `config.sample_rate` -> [frames, num_mel_bins] float32 log-mel."""
-    audio = _check_audio(audio)
+    audio = check_mono_float(audio)
     computer = knf.OnlineFbank(config.knf_options())
     computer.accept_waveform(config.sample_rate, (audio * KALDI_SCALE).tolist())
     computer.input_finished()
@@ -64,60 +59,10 @@ def fbank(audio: np.ndarray, config: FbankConfig = FbankConfig()) -> np.ndarray:
     return np.asarray(frames, dtype=np.float32)
 
 
-@dataclass
-class FeatureStreamState:
-    """What a stream carries between calls: samples not yet in a complete window, and frames
-    computed but not yet emitted as a full chunk."""
-
-    samples: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
-    frames: np.ndarray | None = None
-    frames_emitted: int = 0
-
-
-class FeatureStream:
-    """Accepts PCM pieces of any size and emits fbank chunks of `config.chunk_frames` frames.
-
-    The stream object is stateless configuration; every call takes and returns a
-    `FeatureStreamState`, so one stream serves many sessions.
-    """
+class FeatureStream(FrameStream):
+    """Fbank chunks from PCM pieces of any size (see `freeze_omni.audio.framing`)."""
 
     def __init__(self, config: FbankConfig = FbankConfig()) -> None:
+        super().__init__(lambda audio: fbank(audio, config), config.window, config.shift,
+                         config.chunk_frames, config.num_mel_bins)
         self.config = config
-
-    def initial_state(self) -> FeatureStreamState:
-        return FeatureStreamState(frames=np.zeros((0, self.config.num_mel_bins), dtype=np.float32))
-
-    def accept(self, pcm: np.ndarray, state: FeatureStreamState) -> tuple[list[np.ndarray], FeatureStreamState]:
-        """Add samples; return the complete chunks now available ([chunk_frames, bins] each)."""
-        cfg = self.config
-        samples = np.concatenate([state.samples, _check_audio(pcm)])
-        n_new = cfg.num_frames(samples.size)
-        frames = state.frames if state.frames is not None else self.initial_state().frames
-        if n_new:
-            used = (n_new - 1) * cfg.shift + cfg.window
-            frames = np.concatenate([frames, fbank(samples[:used], cfg)])
-            samples = samples[n_new * cfg.shift:]
-        n_chunks = frames.shape[0] // cfg.chunk_frames
-        chunks = [frames[i * cfg.chunk_frames:(i + 1) * cfg.chunk_frames] for i in range(n_chunks)]
-        new_state = FeatureStreamState(
-            samples=samples.copy(),
-            frames=frames[n_chunks * cfg.chunk_frames:].copy(),
-            frames_emitted=state.frames_emitted + n_chunks * cfg.chunk_frames,
-        )
-        return chunks, new_state
-
-    def flush(self, state: FeatureStreamState) -> tuple[np.ndarray | None, FeatureStreamState]:
-        """End of input: the last partial chunk (fewer than `chunk_frames` frames), if any."""
-        rest = state.frames if state.frames is not None else self.initial_state().frames
-        done = FeatureStreamState(frames=self.initial_state().frames,
-                                  frames_emitted=state.frames_emitted + rest.shape[0])
-        return (rest.copy() if rest.shape[0] else None), done
-
-
-def _check_audio(audio: np.ndarray) -> np.ndarray:
-    audio = np.asarray(audio)
-    if audio.ndim != 1:
-        raise AudioError(f"expected mono samples of shape [n], got shape {audio.shape}")
-    if audio.dtype.kind != "f":
-        raise AudioError(f"expected float samples in [-1, 1], got {audio.dtype}; convert PCM first")
-    return audio.astype(np.float32, copy=False)

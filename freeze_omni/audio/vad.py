@@ -23,6 +23,7 @@ import numpy as np
 import onnxruntime as ort
 
 from freeze_omni.audio import SAMPLE_RATE
+from freeze_omni.audio.framing import check_mono_float
 from freeze_omni.errors import AudioError, ModelNotFoundError
 
 WINDOW = 512  # samples per model step at 16 kHz
@@ -95,7 +96,7 @@ class SpeechDetector:
 
     def accept(self, pcm: np.ndarray, state: VadState) -> tuple[list[VadEvent], VadState]:
         """Add 16 kHz mono float32 samples; return the events decided by them and the new state."""
-        samples = np.concatenate([state.pending, _check_audio(pcm)])
+        samples = np.concatenate([state.pending, check_mono_float(pcm)])
         n_windows = samples.size // WINDOW
         state = replace(state, pending=samples[n_windows * WINDOW:].copy())
         events: list[VadEvent] = []
@@ -107,6 +108,11 @@ class SpeechDetector:
                 events.append(event)
                 state = _after(event, state)
         return events, state
+
+    def close_segment(self, state: VadState) -> VadState:
+        """End the current speech segment without an event: speech that goes on must start anew
+        (the turn engine calls this once it has decided on a turn)."""
+        return replace(state, in_speech=False, speech_since=None, silence_since=None)
 
     def flush(self, state: VadState) -> tuple[list[VadEvent], VadState]:
         """End of stream: close an open segment at its last silence (or at the last sample)."""
@@ -122,7 +128,7 @@ class SpeechDetector:
 
     def step(self, window: np.ndarray, state: VadState) -> tuple[float, VadState]:
         """One model call on exactly one 512-sample window: its speech probability and new state."""
-        window = _check_audio(window)
+        window = check_mono_float(window)
         if window.shape != (WINDOW,):
             raise AudioError(f"a VAD step takes {WINDOW} samples, got shape {window.shape}")
         x = np.concatenate([state.context, window])[None, :]
@@ -171,11 +177,3 @@ def _event(kind: Literal["start", "end"], sample: int, decided: int) -> VadEvent
 def _after(event: VadEvent, state: VadState) -> VadState:
     return replace(state, in_speech=event.kind == "start", speech_since=None, silence_since=None)
 
-
-def _check_audio(audio: np.ndarray) -> np.ndarray:
-    audio = np.asarray(audio)
-    if audio.ndim != 1:
-        raise AudioError(f"expected mono samples of shape [n], got shape {audio.shape}")
-    if audio.dtype.kind != "f":
-        raise AudioError(f"expected float samples in [-1, 1], got {audio.dtype}; convert PCM first")
-    return audio.astype(np.float32, copy=False)

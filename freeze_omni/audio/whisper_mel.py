@@ -24,12 +24,12 @@ default that Whisper uses); `tests/test_encoder_whisper_mel.py` checks it agains
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from freeze_omni.audio import SAMPLE_RATE
-from freeze_omni.errors import AudioError
+from freeze_omni.audio.framing import FrameStream, check_mono_float
 
 LOG_MEL_FLOOR = -1.0
 _POWER_EPS = 1e-10  # Whisper's clamp before log10
@@ -94,7 +94,7 @@ class _Filterbank:
 
 def log10_mel(audio: np.ndarray, config: WhisperMelConfig = WhisperMelConfig()) -> np.ndarray:
     """float32 mono audio -> [frames, n_mels] log10 mel power, causal frames, before any scaling."""
-    audio = _check_audio(audio)
+    audio = check_mono_float(audio)
     n = config.num_frames(audio.size)
     if n == 0:
         return np.zeros((0, config.n_mels), dtype=np.float32)
@@ -115,56 +115,10 @@ def log_mel(audio: np.ndarray, config: WhisperMelConfig = WhisperMelConfig()) ->
     return scale_log_mel(log10_mel(audio, config), config.floor)
 
 
-@dataclass
-class MelStreamState:
-    """Samples not yet covered by a complete window, frames not yet emitted as a full chunk."""
-
-    samples: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
-    frames: np.ndarray = field(default_factory=lambda: np.zeros((0, WhisperMelConfig().n_mels), dtype=np.float32))
-    frames_emitted: int = 0
-
-
-class MelStream:
-    """Accepts PCM pieces of any size and emits feature chunks of `config.chunk_frames` frames.
-
-    Stateless itself: every call takes and returns a `MelStreamState`, so one stream serves many
-    sessions. Frames depend only on their own window, so streaming equals `log_mel` exactly.
-    """
+class MelStream(FrameStream):
+    """Whisper log-mel chunks from PCM pieces of any size (see `freeze_omni.audio.framing`)."""
 
     def __init__(self, config: WhisperMelConfig = WhisperMelConfig()) -> None:
+        super().__init__(lambda audio: log_mel(audio, config), config.n_fft, config.hop,
+                         config.chunk_frames, config.n_mels)
         self.config = config
-
-    def initial_state(self) -> MelStreamState:
-        return MelStreamState(frames=np.zeros((0, self.config.n_mels), dtype=np.float32))
-
-    def accept(self, pcm: np.ndarray, state: MelStreamState) -> tuple[list[np.ndarray], MelStreamState]:
-        """Add samples; return the complete chunks now available ([chunk_frames, n_mels] each)."""
-        cfg = self.config
-        samples = np.concatenate([state.samples, _check_audio(pcm)])
-        frames = state.frames
-        n_new = cfg.num_frames(samples.size)
-        if n_new:
-            frames = np.concatenate([frames, log_mel(samples, cfg)])
-            samples = samples[n_new * cfg.hop:]
-        n_chunks = frames.shape[0] // cfg.chunk_frames
-        chunks = [frames[i * cfg.chunk_frames:(i + 1) * cfg.chunk_frames] for i in range(n_chunks)]
-        return chunks, MelStreamState(
-            samples=samples.copy(),
-            frames=frames[n_chunks * cfg.chunk_frames:].copy(),
-            frames_emitted=state.frames_emitted + n_chunks * cfg.chunk_frames,
-        )
-
-    def flush(self, state: MelStreamState) -> tuple[np.ndarray | None, MelStreamState]:
-        """End of input: the last partial chunk (fewer than `chunk_frames` frames), if any."""
-        rest = state.frames
-        done = MelStreamState(frames=self.initial_state().frames, frames_emitted=state.frames_emitted + rest.shape[0])
-        return (rest.copy() if rest.shape[0] else None), done
-
-
-def _check_audio(audio: np.ndarray) -> np.ndarray:
-    audio = np.asarray(audio)
-    if audio.ndim != 1:
-        raise AudioError(f"expected mono samples of shape [n], got shape {audio.shape}")
-    if audio.dtype.kind != "f":
-        raise AudioError(f"expected float samples in [-1, 1], got {audio.dtype}; convert PCM first")
-    return audio.astype(np.float32, copy=False)

@@ -19,9 +19,8 @@ import numpy as np
 import torch
 
 from freeze_omni.audio import SAMPLE_RATE
-from freeze_omni.audio.features import FeatureStreamState
+from freeze_omni.audio.framing import FrameStreamState
 from freeze_omni.audio.vad import VadState
-from freeze_omni.audio.whisper_mel import MelStreamState
 from freeze_omni.dialogue.playout import Playout
 from freeze_omni.errors import FreezeOmniError
 from freeze_omni.llm import FrozenLLM, KVCache
@@ -60,7 +59,7 @@ class ListeningTurn:
 
     kv: KVCache  # the session's own KV, or for a barge-in a copy with the answer cut (see `cut`)
     turn_start: int  # kv length before this turn's user_start ids
-    features: FeatureStreamState | MelStreamState
+    features: FrameStreamState
     speech: SpeechInputCache
     started_ms: float  # VAD onset of the turn's speech
     ended_at_ms: float | None = None  # stream time of the last VAD end (None while speech goes on)

@@ -50,7 +50,8 @@ import numpy as np
 import torch
 
 from freeze_omni.audio import SAMPLE_RATE
-from freeze_omni.audio.vad import SpeechDetector, VadState
+from freeze_omni.audio.framing import check_mono_float
+from freeze_omni.audio.vad import SpeechDetector
 from freeze_omni.dialogue.events import (
     AnswerAudio,
     AnswerFinished,
@@ -68,7 +69,6 @@ from freeze_omni.dialogue.session import Answer, AnswerCut, HistoryEntry, Listen
 from freeze_omni.dialogue.speaker import Phrase, Speaker, TextOnlySpeaker
 from freeze_omni.encoder import UNLIMITED
 from freeze_omni.encoder.frontend import feature_stream
-from freeze_omni.errors import AudioError
 from freeze_omni.llm import FrozenLLM, SamplingConfig
 from freeze_omni.llm.sampling import sample
 from freeze_omni.llm.state_head import DialogueState, StateHead
@@ -136,7 +136,7 @@ class TurnEngine:
         Bad input (not a 1-D float array, or NaN/inf) raises `AudioError`, a `FreezeOmniError`,
         and leaves the session unchanged.
         """
-        samples = np.concatenate([session.unconsumed, _check_pcm(pcm)])
+        samples = np.concatenate([session.unconsumed, check_mono_float(pcm)])
         n_chunks = samples.size // CHUNK_SAMPLES
         session.unconsumed = samples[n_chunks * CHUNK_SAMPLES:].copy()
         events: list[Event] = []
@@ -211,7 +211,7 @@ class TurnEngine:
         turn, s.listening = s.listening, None
         if turn.kv is s.kv:
             s.kv.crop(turn.turn_start)
-        s.vad = _close_segment(s.vad)
+        s.vad = self.detector.close_segment(s.vad)
         return [TurnIgnored(now, reason)]
 
     def _accept(self, s: Session, now: float) -> list[Event]:
@@ -231,7 +231,7 @@ class TurnEngine:
         hidden = self.llm.prefill(self.llm.embed_ids(self._answer_start), s.kv)[:, -1]
         s.answer = Answer(turn_start=turn.turn_start, start=s.kv.length, started_ms=now,
                           logits=self.llm.logits(hidden))
-        s.vad = _close_segment(s.vad)
+        s.vad = self.detector.close_segment(s.vad)
         return events + [AnswerStarted(now)]
 
     # ---- output -------------------------------------------------------------------------------
@@ -309,18 +309,3 @@ class TurnEngine:
         return [AnswerFinished(s.t_ms, answer.text)]
 
 
-def _close_segment(vad: VadState) -> VadState:
-    """End the VAD's current speech segment without an event: speech that goes on must start anew."""
-    return replace(vad, in_speech=False, speech_since=None, silence_since=None)
-
-
-def _check_pcm(pcm: np.ndarray) -> np.ndarray:
-    if not isinstance(pcm, np.ndarray):
-        raise AudioError(f"expected a numpy array of samples, got {type(pcm).__name__}")
-    if pcm.ndim != 1:
-        raise AudioError(f"expected mono samples of shape [n], got shape {pcm.shape}; mix down to mono first")
-    if pcm.dtype.kind != "f":
-        raise AudioError(f"expected float samples in [-1, 1], got {pcm.dtype}; convert PCM first (int16 / 32768)")
-    if not np.isfinite(pcm).all():
-        raise AudioError("audio contains NaN or infinite samples")
-    return pcm.astype(np.float32, copy=False)

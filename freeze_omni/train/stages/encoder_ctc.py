@@ -8,23 +8,20 @@ published design. Evaluation: greedy CTC WER on held-out utterances at 160 ms ch
 
 from __future__ import annotations
 
-import random
-from dataclasses import dataclass, fields
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from freeze_omni.encoder import SCRATCH, FULL_CONTEXT, UNLIMITED, SpeechEncoder, sample_chunk_config
+from freeze_omni.encoder import FULL_CONTEXT, SCRATCH, UNLIMITED, SpeechEncoder
 from freeze_omni.encoder.ctc import CTCHead, ctc_text, encode_text, greedy_decode
 from freeze_omni.encoder.frontend import featurizer
 from freeze_omni.encoder.whisper import load_whisper_encoder
 from freeze_omni.errors import FreezeOmniError
 from freeze_omni.eval.metrics import error_rates
-from freeze_omni.paths import data_dir
-from freeze_omni.train.data import (SpecAugmentConfig, load_feature_batch, plan_chunked_batches, read_utterances,
-                                    spec_augment)
+from freeze_omni.train.data import load_feature_batch
+from freeze_omni.train.stages.speech import BatchSpec, ChunkedSpeechData, SpeechDataSettings
 
 FEATURE_FRAMES_160MS = 16
 
@@ -35,28 +32,8 @@ def chunk_frames_160ms(encoder: SpeechEncoder) -> int:
 
 
 @dataclass
-class EncoderCTCSettings:
-    corpus: str = ""                  # folder with train.jsonl / dev.jsonl; "" = the default corpus
+class EncoderCTCSettings(SpeechDataSettings):
     init: str = "whisper-tiny.en"     # or "scratch"
-    max_batch_seconds: float = 100.0  # padded audio per batch
-    max_utterance_seconds: float = 20.0
-    max_chunk: int = 16               # dynamic chunk sizes 1..max_chunk encoder frames
-    full_context_prob: float = 0.3
-    max_left_chunks: int = 8
-    spec_augment: bool = True
-    eval_utterances: int = 60
-    train_limit: int = 0              # use only the first N training utterances (0 = all)
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> "EncoderCTCSettings":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise FreezeOmniError(f"unknown [stage] settings for encoder-ctc: {', '.join(unknown)}")
-        return cls(**raw)
-
-    def corpus_dir(self) -> Path:
-        return Path(self.corpus) if self.corpus else data_dir() / "corpus" / "default"
 
 
 class CTCModel(nn.Module):
@@ -86,16 +63,10 @@ def build_encoder(init: str) -> SpeechEncoder:
     raise FreezeOmniError(f"unknown encoder init {init!r}; use 'whisper-tiny.en' or 'scratch'")
 
 
-class EncoderCTCStage:
+class EncoderCTCStage(ChunkedSpeechData):
     def __init__(self, settings: EncoderCTCSettings) -> None:
-        self.settings = settings
-        corpus = settings.corpus_dir()
-        self.train_set = read_utterances(corpus / "train.jsonl", settings.max_utterance_seconds,
-                                         limit=settings.train_limit or None)
-        self.dev_set = read_utterances(corpus / "dev.jsonl", settings.max_utterance_seconds,
-                                       limit=settings.eval_utterances)
         self.module = CTCModel(build_encoder(settings.init))
-        self.featurize = featurizer(self.module.encoder.config)
+        super().__init__(settings, featurizer(self.module.encoder.config))
         self.chunk_160ms = chunk_frames_160ms(self.module.encoder)
         if settings.init == "scratch":
             self._install_cmvn()
@@ -108,32 +79,19 @@ class EncoderCTCStage:
         frames = feats[valid]
         self.module.encoder.front.set_cmvn(frames.mean(0), 1.0 / frames.std(0).clamp_min(1e-5))
 
-    def plan(self, epoch: int, seed: int) -> list[tuple[list[int], int, int, int]]:
-        return plan_chunked_batches(self.train_set, self.settings.max_batch_seconds, seed, epoch, self._sample_chunk)
-
-    def _sample_chunk(self, rng: random.Random) -> tuple[int, int]:
-        chunk = sample_chunk_config(rng, self.settings.max_chunk, self.settings.full_context_prob,
-                                    self.settings.max_left_chunks)
-        return chunk.chunk_size, chunk.left_chunks
-
-    def load(self, spec: tuple[list[int], int, int, int], device: torch.device) -> dict[str, Any]:
-        indices, chunk_size, left_chunks, augment_seed = spec
-        feats, lengths, texts = load_feature_batch(self.train_set, indices, self.featurize)
-        if self.settings.spec_augment:
-            feats = spec_augment(feats, lengths, SpecAugmentConfig(), torch.Generator().manual_seed(augment_seed))
+    def load(self, spec: BatchSpec, device: torch.device) -> dict[str, Any]:
+        feats, lengths, texts = self.training_features(spec)
         targets = [torch.tensor(encode_text(t), dtype=torch.long) for t in texts]
         return {"feats": feats.to(device), "lengths": lengths.to(device),
                 "targets": torch.cat(targets).to(device),
                 "target_lengths": torch.tensor([len(t) for t in targets], device=device),
-                "chunk_size": chunk_size, "left_chunks": left_chunks}
+                "chunk_size": spec[1], "left_chunks": spec[2]}
 
     def evaluate(self, module: CTCModel) -> dict[str, float]:
         """Greedy CTC WER on held-out utterances: streaming (160 ms chunks) and full context."""
         refs, streaming, offline = [], [], []
         device = next(module.parameters()).device
-        for start in range(0, len(self.dev_set), 8):
-            indices = list(range(start, min(start + 8, len(self.dev_set))))
-            feats, lengths, texts = load_feature_batch(self.dev_set, indices, self.featurize)
+        for feats, lengths, texts in self.dev_batches():
             feats, lengths = feats.to(device), lengths.to(device)
             refs += [ctc_text(t) for t in texts]
             streaming += module.transcribe(feats, lengths, self.chunk_160ms, UNLIMITED)

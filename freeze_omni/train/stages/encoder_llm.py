@@ -8,32 +8,28 @@ Evaluation: WER of the transcripts the LLM writes from 160 ms streaming chunks.
 
 from __future__ import annotations
 
-import random
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from freeze_omni.encoder import UNLIMITED, sample_chunk_config
+from freeze_omni.encoder import UNLIMITED
 from freeze_omni.encoder.frontend import featurizer
 from freeze_omni.errors import FreezeOmniError
 from freeze_omni.eval.metrics import error_rates
 from freeze_omni.llm import FrozenLLM
-from freeze_omni.paths import data_dir
 from freeze_omni.speech_input import SpeechInput
-from freeze_omni.train.data import (SpecAugmentConfig, load_feature_batch, plan_chunked_batches, read_utterances,
-                                    spec_augment)
 from freeze_omni.train.sequences import next_token_loss, pack_rows
 from freeze_omni.train.stages.encoder_ctc import build_encoder, chunk_frames_160ms
+from freeze_omni.train.stages.speech import BatchSpec, ChunkedSpeechData, SpeechDataSettings
 
 ASR_INSTRUCTION = "Write down exactly what the user says, word for word."
 
 
 @dataclass
-class EncoderLLMSettings:
-    corpus: str = ""                  # folder with train.jsonl / dev.jsonl; "" = the default corpus
+class EncoderLLMSettings(SpeechDataSettings):
     encoder_checkpoint: str = ""      # last.pt of encoder-ctc; "" = the pretrained encoder as it is
     init: str = "whisper-tiny.en"     # encoder architecture (must match the checkpoint)
     llm: str = ""                     # HF directory or .gguf; "" = the default backbone
@@ -41,21 +37,6 @@ class EncoderLLMSettings:
     instruction: str = ASR_INSTRUCTION
     prompt_length: int = 4
     train_encoder: bool = True
-    max_batch_seconds: float = 60.0
-    max_utterance_seconds: float = 15.0
-    max_chunk: int = 16
-    full_context_prob: float = 0.2
-    max_left_chunks: int = 8
-    spec_augment: bool = True
-    eval_utterances: int = 30
-    train_limit: int = 0
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> "EncoderLLMSettings":
-        unknown = sorted(set(raw) - {f.name for f in fields(cls)})
-        if unknown:
-            raise FreezeOmniError(f"unknown [stage] settings for encoder-llm: {', '.join(unknown)}")
-        return cls(**raw)
 
 
 class EncoderLLMModel(nn.Module):
@@ -114,43 +95,24 @@ def build_model(settings: EncoderLLMSettings, llm: FrozenLLM | None = None) -> E
     return EncoderLLMModel(load_speech_input(settings, llm.hidden_size), llm, settings.instruction)
 
 
-class EncoderLLMStage:
+class EncoderLLMStage(ChunkedSpeechData):
     def __init__(self, settings: EncoderLLMSettings, llm: FrozenLLM | None = None) -> None:
-        self.settings = settings
-        corpus = Path(settings.corpus) if settings.corpus else data_dir() / "corpus" / "default"
-        self.train_set = read_utterances(corpus / "train.jsonl", settings.max_utterance_seconds,
-                                         limit=settings.train_limit or None)
-        self.dev_set = read_utterances(corpus / "dev.jsonl", settings.max_utterance_seconds,
-                                       limit=settings.eval_utterances)
         self.module = build_model(settings, llm)
-        self.featurize = featurizer(self.module.speech_input.encoder.config)
+        super().__init__(settings, featurizer(self.module.speech_input.encoder.config))
         self.chunk_160ms = chunk_frames_160ms(self.module.speech_input.encoder)
 
-    def plan(self, epoch: int, seed: int) -> list[tuple[list[int], int, int, int]]:
-        return plan_chunked_batches(self.train_set, self.settings.max_batch_seconds, seed, epoch, self._sample_chunk)
-
-    def _sample_chunk(self, rng: random.Random) -> tuple[int, int]:
-        chunk = sample_chunk_config(rng, self.settings.max_chunk, self.settings.full_context_prob,
-                                    self.settings.max_left_chunks)
-        return chunk.chunk_size, chunk.left_chunks
-
-    def load(self, spec: tuple[list[int], int, int, int], device: torch.device) -> dict[str, Any]:
-        indices, chunk_size, left_chunks, augment_seed = spec
-        feats, lengths, texts = load_feature_batch(self.train_set, indices, self.featurize)
-        if self.settings.spec_augment:
-            feats = spec_augment(feats, lengths, SpecAugmentConfig(), torch.Generator().manual_seed(augment_seed))
+    def load(self, spec: BatchSpec, device: torch.device) -> dict[str, Any]:
+        feats, lengths, texts = self.training_features(spec)
         tokenizer = self.module.llm.tokenizer
         targets = [torch.tensor(tokenizer.encode(t, add_special_tokens=False) + [self.module.end_id], device=device)
                    for t in texts]
         return {"feats": feats.to(device), "lengths": lengths.to(device), "targets": targets,
-                "chunk_size": chunk_size, "left_chunks": left_chunks}
+                "chunk_size": spec[1], "left_chunks": spec[2]}
 
     def evaluate(self, module: EncoderLLMModel) -> dict[str, float]:
         """WER of the LLM's transcripts of held-out speech heard in 160 ms chunks."""
         refs, hyps = [], []
-        for start in range(0, len(self.dev_set), 8):
-            indices = list(range(start, min(start + 8, len(self.dev_set))))
-            feats, lengths, texts = load_feature_batch(self.dev_set, indices, self.featurize)
+        for feats, lengths, texts in self.dev_batches():
             refs += texts
             hyps += module.transcribe(feats, lengths, self.chunk_160ms, UNLIMITED)
         rates = error_rates(refs, hyps)

@@ -1,0 +1,75 @@
+"""What every stage that learns from corpus speech shares: its data settings, the dynamic-chunk
+batch plan, feature batches with SpecAugment, and held-out batches for evaluation."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from freeze_omni.encoder import sample_chunk_config
+from freeze_omni.errors import FreezeOmniError
+from freeze_omni.paths import data_dir
+from freeze_omni.train.data import (SpecAugmentConfig, load_feature_batch, plan_chunked_batches, read_utterances,
+                                    spec_augment)
+
+BatchSpec = tuple[list[int], int, int, int]  # utterance indices, chunk size, left chunks, SpecAugment seed
+
+
+@dataclass
+class SpeechDataSettings:
+    corpus: str = ""                  # folder with train.jsonl / dev.jsonl; "" = the default corpus
+    max_batch_seconds: float = 100.0  # padded audio per batch
+    max_utterance_seconds: float = 20.0
+    max_chunk: int = 16               # dynamic chunk sizes 1..max_chunk encoder frames
+    full_context_prob: float = 0.3
+    max_left_chunks: int = 8
+    spec_augment: bool = True
+    eval_utterances: int = 60
+    train_limit: int = 0              # use only the first N training utterances (0 = all)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]):
+        unknown = sorted(set(raw) - {f.name for f in fields(cls)})
+        if unknown:
+            raise FreezeOmniError(f"unknown [stage] settings for {cls.__name__}: {', '.join(unknown)}")
+        return cls(**raw)
+
+    def corpus_dir(self) -> Path:
+        return Path(self.corpus) if self.corpus else data_dir() / "corpus" / "default"
+
+
+class ChunkedSpeechData:
+    def __init__(self, settings: SpeechDataSettings, featurize: Callable[[np.ndarray], np.ndarray]) -> None:
+        self.settings = settings
+        self.featurize = featurize
+        corpus = settings.corpus_dir()
+        self.train_set = read_utterances(corpus / "train.jsonl", settings.max_utterance_seconds,
+                                         limit=settings.train_limit or None)
+        self.dev_set = read_utterances(corpus / "dev.jsonl", settings.max_utterance_seconds,
+                                       limit=settings.eval_utterances)
+
+    def plan(self, epoch: int, seed: int) -> list[BatchSpec]:
+        return plan_chunked_batches(self.train_set, self.settings.max_batch_seconds, seed, epoch, self._sample_chunk)
+
+    def _sample_chunk(self, rng: random.Random) -> tuple[int, int]:
+        chunk = sample_chunk_config(rng, self.settings.max_chunk, self.settings.full_context_prob,
+                                    self.settings.max_left_chunks)
+        return chunk.chunk_size, chunk.left_chunks
+
+    def training_features(self, spec: BatchSpec) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+        indices, _, _, augment_seed = spec
+        feats, lengths, texts = load_feature_batch(self.train_set, indices, self.featurize)
+        if self.settings.spec_augment:
+            feats = spec_augment(feats, lengths, SpecAugmentConfig(), torch.Generator().manual_seed(augment_seed))
+        return feats, lengths, texts
+
+    def dev_batches(self, size: int = 8) -> Iterator[tuple[torch.Tensor, torch.Tensor, list[str]]]:
+        for start in range(0, len(self.dev_set), size):
+            yield load_feature_batch(self.dev_set, list(range(start, min(start + size, len(self.dev_set)))),
+                                     self.featurize)
