@@ -80,9 +80,12 @@ def test_resume_does_no_new_work_and_repairs_an_interrupted_run(tiny_corpus):
     config, _, _ = tiny_corpus
     wavs = sorted(config.out_dir.glob("wavs/*/*/*.wav"))
     stamps = [w.stat().st_mtime_ns for w in wavs]
+    first_total = json.loads((config.out_dir / "corpus.json").read_text())["build"]["total_seconds"]
     again = build_corpus(config, progress=False)
     assert (again.synthesized, again.reused) == (0, 6)
     assert [w.stat().st_mtime_ns for w in wavs] == stamps
+    build = json.loads((config.out_dir / "corpus.json").read_text())["build"]
+    assert build["last_run_synthesized"] == 0 and build["total_seconds"] >= first_total > 0
 
     # a crash: one WAV never landed and the journal's last line was cut off mid-write
     journal = config.out_dir / JOURNAL

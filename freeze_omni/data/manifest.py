@@ -111,5 +111,14 @@ def summarize(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def read_summary(out_dir: Path) -> dict[str, Any]:
+    """The previous run's summary, or {} (none yet, or unreadable)."""
+    try:
+        summary = json.loads((out_dir / SUMMARY).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return summary if isinstance(summary, dict) else {}
+
+
 def write_summary(out_dir: Path, summary: dict[str, Any]) -> None:
     _write_atomic(out_dir / SUMMARY, json.dumps(summary, indent=2, ensure_ascii=False) + "\n")

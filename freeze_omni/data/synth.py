@@ -26,7 +26,9 @@ from freeze_omni.audio import SAMPLE_RATE
 from freeze_omni.audio.io import resample, write_wav
 from freeze_omni.data import CorpusError, augment
 from freeze_omni.data.engines import EngineSet
-from freeze_omni.data.manifest import Journal, completed, read_journal, summarize, write_manifests, write_summary
+from freeze_omni.data.manifest import (
+    Journal, completed, read_journal, read_summary, summarize, write_manifests, write_summary,
+)
 from freeze_omni.data.packages import package_dir
 from freeze_omni.data.plan import (
     EngineMix, SplitPolicy, Utterance, estimated_core_seconds, execution_order, plan_corpus,
@@ -171,6 +173,17 @@ def load_texts(config: BuildConfig) -> list[TextItem]:
     return read_text_files(config.text_files) if config.text_files else default_texts(config.seed)
 
 
+def _build_times(config: BuildConfig, seconds: float, synthesized: int) -> dict[str, Any]:
+    """This run's time and the total over all runs that built this corpus (resumes included)."""
+    previous = read_summary(config.out_dir).get("build", {})
+    return {
+        "last_run_seconds": round(seconds, 1),
+        "last_run_synthesized": synthesized,
+        "last_run_jobs": config.jobs,
+        "total_seconds": round(previous.get("total_seconds", 0.0) + seconds, 1),
+    }
+
+
 def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -227,7 +240,7 @@ def build_corpus(config: BuildConfig, progress: bool = True) -> BuildResult:
             "complete": len(done) == len(plan),
             "planned_utterances": len(plan),
             "failed_utterances": len(failed),
-            "last_run": {"seconds": round(seconds, 1), "synthesized": len(done) - reused, "jobs": config.jobs},
+            "build": _build_times(config, seconds, len(done) - reused),
             "config": {
                 "seed": config.seed, "hours_target": config.hours, "limit": config.limit,
                 "texts": [str(p) for p in config.text_files] or "default mix",
