@@ -66,4 +66,4 @@ def test_chat_cli_prints_the_documented_json_for_a_saved_model(tmp_path, monkeyp
     turn = report["turns"][0]
     assert set(turn) == {"request", "answer", "interrupted", "state_events", "latency_ms", "answer_wav"}
     assert turn["answer_wav"] is None  # text-only answers until the speech decoder exists
-    assert turn["state_events"][-1]["state"] == "answer" and turn["answer"]
+    assert turn["state_events"][-1]["state"] == "answer" and isinstance(turn["answer"], str)

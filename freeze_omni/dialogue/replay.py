@@ -1,8 +1,8 @@
 """Play a recording into a turn engine as a microphone would, and collect what happened per turn.
 
 Input goes in 160 ms chunks. After each chunk the engine may do answer work for as long as the
-chunk lasts (160 ms of compute), so generation competes with listening as it would live; with
-`realtime` the loop also sleeps out the rest of each 160 ms. After the recording, silence keeps
+chunk lasts (160 ms of compute, at least one unit), so generation competes with listening as it
+would live; with `realtime` the loop also sleeps out the rest of each 160 ms. After the recording, silence keeps
 the clock running until the conversation is idle (so the last answer can finish or be decided).
 """
 
@@ -81,9 +81,11 @@ def replay(engine: TurnEngine, audio: np.ndarray, realtime: bool = False, max_ta
         start = time.perf_counter()
         for event in engine.accept_audio(session, chunk):
             handle(event)
-        while engine.has_answer_work(session) and time.perf_counter() - start < CHUNK_S:
+        steps = 0  # at least one unit of answer work per chunk, so a loaded machine still progresses
+        while engine.has_answer_work(session) and (steps == 0 or time.perf_counter() - start < CHUNK_S):
             for event in engine.step_answer(session, 1):
                 handle(event)
+            steps += 1
         if realtime:
             time.sleep(max(0.0, CHUNK_S - (time.perf_counter() - start)))
     return turns
