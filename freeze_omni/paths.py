@@ -5,6 +5,7 @@ from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_MODEL_DIR = PACKAGE_DIR / "models" / "default"
+EXAMPLES_DIR = PACKAGE_DIR / "examples"
 
 
 def cache_dir() -> Path:
