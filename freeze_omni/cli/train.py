@@ -74,5 +74,8 @@ def register(commands) -> None:
         sub.add_argument("--max-minutes", type=float, help="stop with a checkpoint after this long; rerun to resume")
         sub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a [stage] setting")
         sub.add_argument("--device", default="cpu")
+    from freeze_omni.cli import train_codec
+
+    train_codec.register(stages)
     for name, (help, owner) in PENDING.items():
         add_leaf(stages, name, help, pending(f"lands with {owner}"))
