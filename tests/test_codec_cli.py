@@ -4,30 +4,27 @@ import json
 
 import pytest
 
-from freeze_omni.cli import CommandParser
-from freeze_omni.cli import train_codec
+from freeze_omni.cli import build_parser
 from freeze_omni.codec.model import Codec, read_metadata
 
 
 def run(argv):
-    parser = CommandParser(prog="freeze-omni train")
-    train_codec.register(parser.add_subparsers(dest="stage", parser_class=CommandParser))
-    args = parser.parse_args(["codec", *argv])
+    args = build_parser().parse_args(["train", "codec", *argv])
     return args.run(args)
 
 
 def test_train_codec_tiny_run_and_resume(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("FREEZE_OMNI_DATA", str(tmp_path / "data"))
     out = tmp_path / "run"
-    argv = ["--sentences", "3", "--codes", "8", "--stack", "1", "--iterations", "2",
+    argv = ["--sentences", "3", "--codes", "8", "--stack", "2", "--iterations", "2",
             "--threads", "2", "--out", str(out), "--json"]
     assert run([*argv, "--eval-sentences", "1"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["n"] == 1 and report["train_sentences"] == 3 and report["best_variant"] == "prior-8x1"
+    assert report["n"] == 1 and report["train_sentences"] == 3 and report["best_variant"] == "prior-8x2"
     assert 0 <= report["source_wer"] and 0 <= report["resynthesis_wer"]
-    codec = Codec.load(out / "codec-prior-8x1.safetensors")
-    assert codec.config.codes == 8 and codec.config.stack == 1 and codec.config.domain == "prior"
-    assert "wer" in json.loads(read_metadata(out / "codec-prior-8x1.safetensors")["training"])
+    codec = Codec.load(out / "codec-prior-8x2.safetensors")
+    assert codec.config.codes == 8 and codec.config.stack == 2 and codec.config.domain == "prior"
+    assert "wer" in json.loads(read_metadata(out / "codec-prior-8x2.safetensors")["training"])
     shards = list((tmp_path / "data" / "codec" / "latents" / "train-seed0").glob("shard*.npz"))
     assert len(shards) == 1
 

@@ -96,7 +96,7 @@ def sentences():
     return train, test
 
 
-@pytest.fixture(scope="module", params=[("prior", 1), ("z", 2)], ids=["prior-x1", "z-x2"])
+@pytest.fixture(scope="module", params=[("prior", 2), ("prior", 1), ("z", 2)], ids=["prior-x2", "prior-x1", "z-x2"])
 def codec_tokens(request, sentences):
     domain, stack = request.param
     latents = LatentSet([sentences[0]], np.array([0]), ["train"])

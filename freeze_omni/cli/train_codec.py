@@ -20,8 +20,8 @@ def register(commands) -> None:
     sub.add_argument("--out", type=Path, metavar="DIR",
                      help="where codebooks and the report go (default: DATA/codec/runs)")
     sub.add_argument("--codes", type=_positive, default=4096, metavar="K", help="codebook size (default 4096)")
-    sub.add_argument("--stack", type=_positive, default=1, metavar="S",
-                     help="latent frames per token: 1 = 86 tokens/s, 2 = 43 tokens/s (default 1)")
+    sub.add_argument("--stack", type=_positive, default=2, metavar="S",
+                     help="latent frames per token: 2 = 43 tokens/s (default), 1 = 86 tokens/s")
     sub.add_argument("--domain", choices=DOMAINS, default="prior",
                      help="prior: quantise the voice's prior mean, decode through its flow (default); "
                           "z: quantise the sampled latent z")
@@ -32,8 +32,8 @@ def register(commands) -> None:
     sub.add_argument("--iterations", type=_positive, default=10, metavar="I", help="k-means iterations (default 10)")
     sub.add_argument("--max-vectors", type=_positive, default=200_000, metavar="N",
                      help="k-means runs on a random subset of at most N vectors (default 200000)")
-    sub.add_argument("--eval-sentences", type=_count, default=60, metavar="N",
-                     help="held-out texts for the resynthesis WER; 0 skips it (default 60)")
+    sub.add_argument("--eval-sentences", type=_count, default=200, metavar="N",
+                     help="held-out texts for the resynthesis WER; 0 skips it (default 200)")
     sub.add_argument("--eval-split", choices=("dev", "test"), default="dev",
                      help="corpus split the held-out texts come from (default dev)")
     sub.add_argument("--latents", type=Path, metavar="DIR",

@@ -45,7 +45,7 @@ NOISE_BLOCK = 256  # frames of decode noise drawn per (seed, block) random strea
 @dataclass(frozen=True)
 class CodecConfig:
     codes: int = 4096  # codebook size = token vocabulary
-    stack: int = 1  # latent frames per token (1 = 86 tokens/s, 2 = 43 tokens/s)
+    stack: int = 2  # latent frames per token (2 = 43 tokens/s, 1 = 86 tokens/s)
     domain: str = "prior"  # which latent the tokens quantise: "prior" or "z"
     noise_scale: float = NOISE_SCALE  # prior domain: sampling noise at decode (Piper's default)
     latent_dim: int = LATENT_DIM
@@ -203,6 +203,7 @@ class Codec:
             tensors["log_scales"] = self.log_scales.half().contiguous()
         tmp = path.with_suffix(".tmp")
         save_file(tensors, str(tmp), metadata=meta)
+        tmp.chmod(0o644)  # safetensors writes 0600; weights are meant to be shared
         tmp.replace(path)
         return path
 

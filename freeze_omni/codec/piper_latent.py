@@ -144,7 +144,8 @@ class Scales:
 
 @dataclass(frozen=True)
 class SentenceLatent:
-    """One sentence as Piper speaks it: phonemes, durations, the prior of every phoneme id, and z."""
+    """One sentence as Piper speaks it: phonemes, durations, the prior of every phoneme id, and z.
+    Arrays are float32 as computed (float16 when read back from a training latent cache)."""
 
     phonemes: tuple[str, ...]
     phoneme_ids: np.ndarray  # [P] int64, with Piper's BOS/pad/EOS ids

@@ -66,7 +66,10 @@ def decode_packet(decode: WindowDecoder, units_per_item: int, state: StreamState
     if not 0 <= config.crossfade <= units_per_item:
         raise ValueError(f"crossfade must be within one item ({units_per_item} units)")
     items = np.asarray(items)
-    window = items if state.items is None else np.concatenate([state.items, items.reshape((-1,) + state.items.shape[1:])])
+    if state.items is None:
+        window = items
+    else:
+        window = np.concatenate([state.items, items.reshape((-1,) + state.items.shape[1:])])
     tail = state.tail
     start = state.played
     end = len(window) if final else max(start, len(window) - config.lookahead)
@@ -100,8 +103,8 @@ class CodecStreamConfig:
         if config.domain == "z":
             latent = StreamConfig(0, 0, 0)
         else:
-            latent = StreamConfig(ceil(flow_left_frames / config.stack), ceil(flow_lookahead_frames / config.stack),
-                                  min(config.stack, 1))
+            # units of the latent stage are frames: blend one frame of the provisional z tail
+            latent = StreamConfig(ceil(flow_left_frames / config.stack), ceil(flow_lookahead_frames / config.stack), 1)
         return cls(latent, StreamConfig(left_frames, lookahead_frames, min(crossfade, config.hop)))
 
 

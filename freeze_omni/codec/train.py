@@ -94,16 +94,19 @@ def _texts_hash(texts: Sequence[str], seed: int) -> str:
     return hashlib.sha1(("\n".join(texts) + f"|{seed}").encode()).hexdigest()[:16]
 
 
+def _cat(arrays: list[np.ndarray], shape: tuple[int, ...], dtype) -> np.ndarray:
+    return np.concatenate(arrays).astype(dtype) if arrays else np.zeros(shape, dtype)
+
+
 def _write_shard(path: Path, sentences: list[SentenceLatent], owners: list[int], texts: list[str]) -> None:
-    cat = lambda arrays, shape, dtype: np.concatenate(arrays).astype(dtype) if arrays else np.zeros(shape, dtype)  # noqa: E731
     tmp = path.with_suffix(".tmp.npz")
     np.savez(
         tmp,
-        z=cat([s.z for s in sentences], (0, LATENT_DIM), np.float16),
-        prior_mean=cat([s.prior_mean for s in sentences], (0, LATENT_DIM), np.float16),
-        prior_log_scale=cat([s.prior_log_scale for s in sentences], (0, LATENT_DIM), np.float16),
-        durations=cat([s.durations for s in sentences], (0,), np.int64),
-        phoneme_ids=cat([s.phoneme_ids for s in sentences], (0,), np.int64),
+        z=_cat([s.z for s in sentences], (0, LATENT_DIM), np.float16),
+        prior_mean=_cat([s.prior_mean for s in sentences], (0, LATENT_DIM), np.float16),
+        prior_log_scale=_cat([s.prior_log_scale for s in sentences], (0, LATENT_DIM), np.float16),
+        durations=_cat([s.durations for s in sentences], (0,), np.int64),
+        phoneme_ids=_cat([s.phoneme_ids for s in sentences], (0,), np.int64),
         phonemes=np.array(["\t".join(s.phonemes) for s in sentences]),
         frames=np.array([s.frames for s in sentences], np.int64),
         ids=np.array([len(s.phoneme_ids) for s in sentences], np.int64),
@@ -115,8 +118,11 @@ def _write_shard(path: Path, sentences: list[SentenceLatent], owners: list[int],
 
 def _read_shard(path: Path) -> tuple[list[SentenceLatent], np.ndarray]:
     with np.load(path) as shard:
-        split = lambda name, lengths: np.split(shard[name], np.cumsum(lengths)[:-1]) if len(lengths) else []  # noqa: E731
         frames, ids = shard["frames"], shard["ids"]
+
+        def split(name: str, lengths: np.ndarray) -> list[np.ndarray]:
+            return np.split(shard[name], np.cumsum(lengths)[:-1]) if len(lengths) else []
+
         sentences = [
             SentenceLatent(tuple(p.split("\t")), i, d, m, s, z)
             for p, i, d, m, s, z in zip(shard["phonemes"], split("phoneme_ids", ids), split("durations", ids),
