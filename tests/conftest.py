@@ -25,6 +25,15 @@ CORPUS = ["hello world, how are you today?", "what is the capital of france", "t
           "one two three four five six seven eight nine ten", "speech goes in, speech comes out"] * 20
 
 
+@pytest.fixture
+def one_thread():
+    """Small per-chunk matmuls: on a busy 2-core machine a second thread only adds waiting."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def make_tokenizer(specials: list[str], eos: str, template: str, vocab_size: int):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast

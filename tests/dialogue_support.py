@@ -31,12 +31,6 @@ TOKEN_MS = 100.0  # audio per answer token from the test speaker
 LISTEN, ANSWER, IGNORE = DialogueState.LISTEN, DialogueState.ANSWER, DialogueState.IGNORE
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def printable_llm(stop_wins: bool = False) -> FrozenLLM:

@@ -6,14 +6,7 @@ import torch
 from freeze_omni.adapter import Adapter, AdapterConfig
 from freeze_omni.encoder import SCRATCH, WHISPER_TINY_EN
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small per-chunk matmuls: on a busy 2-core machine a second thread only adds waiting."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _adapter(layers: int, seed: int = 0) -> Adapter:

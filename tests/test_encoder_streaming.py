@@ -13,14 +13,7 @@ SMALL = {
 }
 CHUNKINGS = [(8, UNLIMITED), (4, 1), (3, 0), (FULL_CONTEXT, UNLIMITED), (5, 2)]
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small per-chunk matmuls: on a busy 2-core machine a second thread only adds waiting."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _encoder(config: EncoderConfig, seed: int = 0) -> SpeechEncoder:

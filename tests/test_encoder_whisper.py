@@ -11,14 +11,7 @@ from freeze_omni.encoder.positions import sinusoids
 from freeze_omni.encoder.whisper import cached_encoder_weights, load_whisper_encoder, tiny_en_model_bin
 from freeze_omni.errors import FreezeOmniError
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small per-chunk matmuls: on a busy 2-core machine a second thread only adds waiting."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _string(text: str) -> bytes:

@@ -3,13 +3,7 @@ import torch
 
 from freeze_omni.llm.state_head import DialogueState, StateHead
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_states_keep_the_published_numbering():
