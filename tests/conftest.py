@@ -82,6 +82,18 @@ def tiny_family(request):
     return (request.param, *tiny_hf_model(request.param))
 
 
+@pytest.fixture(scope="session")
+def piper_sentences():
+    """(train, test) sentences of the system's Piper voice, without sampling noise: Piper draws
+    its noise inside the graph, unseeded, so noisy latents would make every codec test a lottery."""
+    from freeze_omni.codec.piper_latent import PiperLatent, Scales
+
+    speaker, quiet = PiperLatent(threads=1), Scales(noise=0.0, noise_w=0.0)
+    train = speaker.speak("The quick brown fox jumps over the lazy dog near the river bank.", quiet)[0]
+    test = speaker.speak("Please call Stella and ask her to bring these things with her from the store.", quiet)[0]
+    return train, test
+
+
 CORPUS_TEXTS = ["yes", "no thanks", "what time is it", "hello there", "seven", "good night"]
 
 

@@ -5,22 +5,14 @@ import pytest
 import torch
 
 from freeze_omni.codec.model import Codec, CodecConfig, frame_noise, nearest, stack_frames
-from freeze_omni.codec.piper_latent import HOP, PiperLatent
+from freeze_omni.codec.piper_latent import HOP
 from freeze_omni.codec.train import LatentSet, assign, kmeans, train_codec, training_vectors
 
 
-@pytest.fixture(scope="module")
-def sentences():
-    speaker = PiperLatent(threads=1)
-    train = speaker.speak("The quick brown fox jumps over the lazy dog near the river bank.")[0]
-    test = speaker.speak("Please call Stella and ask her to bring these things.")[0]
-    return train, test
-
-
 @pytest.fixture(scope="module", params=[("prior", 2), ("prior", 1), ("z", 2)], ids=["prior-x2", "prior-x1", "z-x2"])
-def codec(request, sentences):
+def codec(request, piper_sentences):
     domain, stack = request.param
-    latents = LatentSet([sentences[0]], np.array([0]), ["train"])
+    latents = LatentSet([piper_sentences[0]], np.array([0]), ["train"])
     codec, _ = train_codec(latents, CodecConfig(codes=16, stack=stack, domain=domain), iterations=3)
     return codec
 
@@ -34,8 +26,8 @@ def test_stack_frames_pads_with_last_frame():
     assert stack_frames(torch.zeros(0, 3), 2).shape == (0, 6)
 
 
-def test_encode_decode_round_trip(codec, sentences):
-    test = sentences[1]
+def test_encode_decode_round_trip(codec, piper_sentences):
+    test = piper_sentences[1]
     tokens = codec.encode_sentence(test)
     stack = codec.config.stack
     assert tokens.dtype == np.int64 and tokens.shape == (-(-test.frames // stack),)
@@ -48,8 +40,8 @@ def test_encode_decode_round_trip(codec, sentences):
     assert np.array_equal(codec.encode(codec.vectors(ids)), ids)
 
 
-def test_decode_noise_is_a_function_of_position(codec, sentences):
-    tokens = codec.encode_sentence(sentences[1])
+def test_decode_noise_is_a_function_of_position(codec, piper_sentences):
+    tokens = codec.encode_sentence(piper_sentences[1])
     np.testing.assert_array_equal(codec.decode(tokens, seed=3), codec.decode(tokens, seed=3))
     different = not np.allclose(codec.decode(tokens, seed=3), codec.decode(tokens, seed=4))
     assert different == (codec.config.domain == "prior")
@@ -96,8 +88,8 @@ def test_nearest_matches_brute_force():
 
 
 @pytest.mark.parametrize("domain", ["prior", "z"])
-def test_kmeans_beats_a_random_codebook(sentences, domain):
-    latents = LatentSet([sentences[0]], np.array([0]), ["train"])
+def test_kmeans_beats_a_random_codebook(piper_sentences, domain):
+    latents = LatentSet([piper_sentences[0]], np.array([0]), ["train"])
     vectors, _ = training_vectors(latents, CodecConfig(codes=16, stack=2, domain=domain))
     result = kmeans(vectors, 16, iterations=6, seed=0)
     assert result.centroids.shape == (16, 384)
@@ -112,9 +104,9 @@ def test_kmeans_needs_enough_vectors():
         kmeans(torch.randn(5, 4), 8)
 
 
-def test_training_vectors_group_each_sentence(sentences):
-    latents = LatentSet(list(sentences), np.array([0, 1]), ["a", "b"])
+def test_training_vectors_group_each_sentence(piper_sentences):
+    latents = LatentSet(list(piper_sentences), np.array([0, 1]), ["a", "b"])
     vectors, log_scales = training_vectors(latents, CodecConfig(codes=4, stack=2, domain="prior"))
-    assert vectors.shape == (sum(-(-s.frames // 2) for s in sentences), 384) and vectors.dtype == torch.float16
+    assert vectors.shape == (sum(-(-s.frames // 2) for s in piper_sentences), 384) and vectors.dtype == torch.float16
     assert log_scales.shape == vectors.shape
     assert training_vectors(latents, CodecConfig(codes=4, stack=2, domain="z"))[1] is None

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 from freeze_omni.codec.model import CodecConfig
-from freeze_omni.codec.piper_latent import PiperLatent
 from freeze_omni.codec.streaming import (
     CodecStreamConfig, StreamConfig, StreamState, crossfade, decode_packet, new_stream, stream_decode, stream_packet,
 )
@@ -88,20 +87,12 @@ def test_state_keeps_only_context_and_pending_items():
         decode_packet(decoder, 8, StreamState(), [1, 2], StreamConfig(crossfade=9))
 
 
-@pytest.fixture(scope="module")
-def sentences():
-    speaker = PiperLatent(threads=1)
-    train = speaker.speak("The quick brown fox jumps over the lazy dog near the river bank.")[0]
-    test = speaker.speak("Please call Stella and ask her to bring these things with her from the store.")[0]
-    return train, test
-
-
 @pytest.fixture(scope="module", params=[("prior", 2), ("prior", 1), ("z", 2)], ids=["prior-x2", "prior-x1", "z-x2"])
-def codec_tokens(request, sentences):
+def codec_tokens(request, piper_sentences):
     domain, stack = request.param
-    latents = LatentSet([sentences[0]], np.array([0]), ["train"])
+    latents = LatentSet([piper_sentences[0]], np.array([0]), ["train"])
     codec, _ = train_codec(latents, CodecConfig(codes=32, stack=stack, domain=domain), iterations=3)
-    return codec, codec.encode_sentence(sentences[1])
+    return codec, codec.encode_sentence(piper_sentences[1])
 
 
 def join_positions(sizes, samples_per_token):
