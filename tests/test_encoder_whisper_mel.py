@@ -38,13 +38,13 @@ def test_spectra_match_faster_whisper_when_framed_the_same_way():
     np.testing.assert_allclose(ours, theirs, atol=2e-4)
 
 
-def test_frames_are_causal_and_counted_like_the_window_fits():
+def test_frames_are_causal_and_end_at_their_hop():
     cfg = WhisperMelConfig()
     audio = _speechlike(np.random.default_rng(1), 1.0)
-    for n in (0, 399, 400, 559, 560, 16000):
-        assert log_mel(audio[:n]).shape == (cfg.num_frames(n), 80)
+    for n in (0, 159, 160, 399, 400, 559, 560, 2560, 16000):
+        assert log_mel(audio[:n]).shape == (cfg.num_frames(n), 80) == (n // 160, 80)
     changed = audio.copy()
-    changed[160 * 20 + 400:] = 0.0  # frame 20 covers samples [3200, 3600)
+    changed[160 * 21:] = 0.0  # frame 20 covers samples [2960, 3360)
     np.testing.assert_array_equal(log_mel(changed)[:21], log_mel(audio)[:21])
     assert not np.allclose(log_mel(changed)[21], log_mel(audio)[21])
 
@@ -80,10 +80,10 @@ def test_stream_equals_offline_for_random_splits(seed):
     assert state.frames_emitted == offline.shape[0]
 
 
-def test_first_chunk_is_ready_after_its_last_window():
+def test_first_chunk_is_ready_when_its_audio_is():
     stream = MelStream()
     audio = _speechlike(np.random.default_rng(5), 1.0)
-    needed = 160 * 15 + 400
+    needed = 160 * 16  # the chunk's own 160 ms, nothing of the next one
     chunks, state = stream.accept(audio[:needed - 1], stream.initial_state())
     assert chunks == []
     chunks, state = stream.accept(audio[needed - 1:needed], state)

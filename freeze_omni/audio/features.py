@@ -2,7 +2,7 @@
 
 Kaldi frames (snip_edges, povey window, per-frame DC removal and pre-emphasis, dither 0) depend
 only on the samples inside their own 25 ms window, so the stream (`FrameStream`) equals the
-offline features computed by kaldi-native-fbank.
+offline features computed by kaldi-native-fbank (both on end-aligned frames, see `framing`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import kaldi_native_fbank as knf
 import numpy as np
 
 from freeze_omni.audio import SAMPLE_RATE
-from freeze_omni.audio.framing import FrameStream, check_mono_float
+from freeze_omni.audio.framing import FrameStream, check_mono_float, end_aligned_frames
 
 # Kaldi tools read int16 samples; scale float audio to that range so values match `compute-fbank`.
 KALDI_SCALE = 32768.0
@@ -48,7 +48,13 @@ class FbankConfig:
 
 
 def fbank(audio: np.ndarray, config: FbankConfig = FbankConfig()) -> np.ndarray:
-    """float32 mono audio at `config.sample_rate` -> [frames, num_mel_bins] float32 log-mel."""
+    """float32 mono audio at `config.sample_rate` -> [frames, num_mel_bins] float32 log-mel, one
+    frame per complete 10 ms of audio (end-aligned frames)."""
+    return end_aligned_frames(lambda x: _windows(x, config), audio, config.window, config.shift)
+
+
+def _windows(audio: np.ndarray, config: FbankConfig) -> np.ndarray:
+    """Kaldi fbank of every complete window (snip_edges)."""
     audio = check_mono_float(audio)
     computer = knf.OnlineFbank(config.knf_options())
     computer.accept_waveform(config.sample_rate, (audio * KALDI_SCALE).tolist())
@@ -63,6 +69,6 @@ class FeatureStream(FrameStream):
     """Fbank chunks from PCM pieces of any size (see `freeze_omni.audio.framing`)."""
 
     def __init__(self, config: FbankConfig = FbankConfig()) -> None:
-        super().__init__(lambda audio: fbank(audio, config), config.window, config.shift,
+        super().__init__(lambda audio: _windows(audio, config), config.window, config.shift,
                          config.chunk_frames, config.num_mel_bins)
         self.config = config

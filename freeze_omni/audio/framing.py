@@ -4,6 +4,11 @@ Both feature kinds frame the signal in fixed windows and hops whose frames depen
 samples inside their own window. A stream therefore keeps just the samples that no complete
 window has consumed yet, computes every complete window with the offline function, and equals
 the offline features by construction; its state is a small value a session can store or copy.
+
+Frames are end-aligned: the signal starts with `window - shift` zeros (`lead_in`), so frame i
+ends at sample (i + 1) * shift. A 160 ms chunk of audio then completes exactly its 16 frames; with
+start-aligned frames the last ones would wait for 15 ms of the next chunk, and every decision
+taken on a chunk would come one chunk (160 ms) late.
 """
 
 from __future__ import annotations
@@ -29,6 +34,16 @@ def check_mono_float(audio: np.ndarray) -> np.ndarray:
     return audio.astype(np.float32, copy=False)
 
 
+def lead_in(window: int, shift: int) -> np.ndarray:
+    return np.zeros(window - shift, dtype=np.float32)
+
+
+def end_aligned_frames(compute: Callable[[np.ndarray], np.ndarray], audio: np.ndarray, window: int,
+                       shift: int) -> np.ndarray:
+    """Offline features exactly as a stream computes them: `compute` over lead-in + audio."""
+    return compute(np.concatenate([lead_in(window, shift), check_mono_float(audio)]))
+
+
 @dataclass
 class FrameStreamState:
     """Samples not yet covered by a complete window, frames not yet emitted as a full chunk."""
@@ -52,7 +67,7 @@ class FrameStream:
         self.chunk_frames, self.num_features = chunk_frames, num_features
 
     def initial_state(self) -> FrameStreamState:
-        return FrameStreamState(np.zeros(0, dtype=np.float32), np.zeros((0, self.num_features), dtype=np.float32))
+        return FrameStreamState(lead_in(self.window, self.shift), np.zeros((0, self.num_features), dtype=np.float32))
 
     def accept(self, pcm: np.ndarray, state: FrameStreamState) -> tuple[list[np.ndarray], FrameStreamState]:
         """Add samples; return the complete chunks now available ([chunk_frames, features] each)."""

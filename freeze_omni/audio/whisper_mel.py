@@ -4,9 +4,10 @@ Two changes from Whisper's own `log_mel_spectrogram`, both needed for streaming:
 
 - Framing. Whisper centres its 400-sample Hann windows on multiples of 160 samples and
   reflect-pads the ends, so frame 0 needs samples from the future and the last frames mirror
-  audio that a stream has not seen. Here frame i covers samples [160 i, 160 i + 400): it depends
-  only on samples already received, so 16 frames are complete once 160 * 15 + 400 samples are in
-  (frames sit 12.5 ms later than Whisper's, the same spectra otherwise).
+  audio that a stream has not seen. Here frame i covers samples [160 i - 240, 160 i + 160) (zeros
+  before the start, see `freeze_omni.audio.framing`): it depends only on samples already
+  received, so the 16 frames of a 160 ms chunk are complete when the chunk is (frames sit 2.5 ms
+  earlier than Whisper's, the same spectra otherwise).
 - Scaling. Whisper floors the log spectrum at `log_spec.max() - 8` over the whole input and then
   maps `(x + 4) / 4`; the maximum is unknown until the input ends. We apply the same affine map
   and clamp at a fixed `LOG_MEL_FLOOR` instead. Over the synthetic corpus (1099 utterances, 25
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from freeze_omni.audio import SAMPLE_RATE
-from freeze_omni.audio.framing import FrameStream, check_mono_float
+from freeze_omni.audio.framing import FrameStream, check_mono_float, end_aligned_frames
 
 LOG_MEL_FLOOR = -1.0
 _POWER_EPS = 1e-10  # Whisper's clamp before log10
@@ -45,7 +46,8 @@ class WhisperMelConfig:
     chunk_frames: int = 16  # 160 ms: the unit every streaming stage consumes
 
     def num_frames(self, num_samples: int) -> int:
-        return 0 if num_samples < self.n_fft else 1 + (num_samples - self.n_fft) // self.hop
+        """Frames of `num_samples` of audio (end-aligned framing: one per complete hop)."""
+        return num_samples // self.hop
 
 
 def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
@@ -93,9 +95,10 @@ class _Filterbank:
 
 
 def log10_mel(audio: np.ndarray, config: WhisperMelConfig = WhisperMelConfig()) -> np.ndarray:
-    """float32 mono audio -> [frames, n_mels] log10 mel power, causal frames, before any scaling."""
+    """float32 mono audio -> [frames, n_mels] log10 mel power of every complete window (frame i
+    covers samples [hop i, hop i + n_fft)), before any scaling."""
     audio = check_mono_float(audio)
-    n = config.num_frames(audio.size)
+    n = 0 if audio.size < config.n_fft else 1 + (audio.size - config.n_fft) // config.hop
     if n == 0:
         return np.zeros((0, config.n_mels), dtype=np.float32)
     bank = _Filterbank.get(config)
@@ -110,15 +113,19 @@ def scale_log_mel(log_spec: np.ndarray, floor: float = LOG_MEL_FLOOR) -> np.ndar
     return np.maximum((log_spec + 4.0) / 4.0, floor).astype(np.float32)
 
 
-def log_mel(audio: np.ndarray, config: WhisperMelConfig = WhisperMelConfig()) -> np.ndarray:
-    """float32 mono audio -> [frames, n_mels] streaming-safe Whisper features."""
+def _windows(audio: np.ndarray, config: WhisperMelConfig) -> np.ndarray:
     return scale_log_mel(log10_mel(audio, config), config.floor)
+
+
+def log_mel(audio: np.ndarray, config: WhisperMelConfig = WhisperMelConfig()) -> np.ndarray:
+    """float32 mono audio -> [frames, n_mels] streaming-safe Whisper features, end-aligned frames."""
+    return end_aligned_frames(lambda x: _windows(x, config), audio, config.n_fft, config.hop)
 
 
 class MelStream(FrameStream):
     """Whisper log-mel chunks from PCM pieces of any size (see `freeze_omni.audio.framing`)."""
 
     def __init__(self, config: WhisperMelConfig = WhisperMelConfig()) -> None:
-        super().__init__(lambda audio: log_mel(audio, config), config.n_fft, config.hop,
+        super().__init__(lambda audio: _windows(audio, config), config.n_fft, config.hop,
                          config.chunk_frames, config.n_mels)
         self.config = config
