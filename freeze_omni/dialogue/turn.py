@@ -121,10 +121,12 @@ class TurnEngine:
 
     # ---- sessions -----------------------------------------------------------------------------
     @torch.no_grad()
-    def new_session(self, session_id: str, seed: int = 0) -> Session:
-        """A fresh conversation: the system prompt is prefilled into its KV."""
+    def new_session(self, session_id: str, seed: int = 0, system_prompt: str | None = None) -> Session:
+        """A fresh conversation: the system prompt (the config's, or this user's own) is prefilled
+        into its KV; everything else about the prompt lives in the session, so users may differ."""
+        ids = self._system_ids if system_prompt is None else self.llm.template.system(self.llm.tokenizer, system_prompt)
         kv = self.llm.new_cache()
-        self.llm.prefill(self.llm.embed_ids(self._system_ids), kv)
+        self.llm.prefill(self.llm.embed_ids(ids), kv)
         return Session(session_id=session_id, kv=kv, vad=self.detector.initial_state(),
                        generator=torch.Generator().manual_seed(seed))
 

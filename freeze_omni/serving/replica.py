@@ -1,0 +1,84 @@
+"""One copy of the model weights that runs work items of any session, keeping nothing between them.
+
+A `Replica` wraps a `TurnEngine` (which holds only models and settings) and runs a batch of
+items, each on the session it names. Items of one batch are of one kind from different
+sessions; they run one after another for now (the engine has no batched forward across
+sessions yet), which keeps the batch the unit a batched forward would replace.
+
+Each item is protected by a checkpoint: if it raises, the session is rewound (`recovery.py`)
+and the error is returned for that item alone; the other items of the batch still run.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from freeze_omni.dialogue.events import Event
+from freeze_omni.dialogue.session import Session
+from freeze_omni.dialogue.turn import TurnEngine
+from freeze_omni.serving.recovery import Checkpoint, rewind
+from freeze_omni.serving.scheduler import Kind, WorkItem
+
+
+@dataclass
+class Result:
+    item: WorkItem
+    events: list[Event] = field(default_factory=list)
+    error: BaseException | None = None
+    answer: Kind | None = None  # the session's next unit of answer work
+    finished: float = 0.0  # clock time the item finished
+
+
+def answer_work(engine: TurnEngine, session: Session) -> Kind | None:
+    """Which answer unit `step_answer` would do next: a packet of the phrase being synthesised
+    comes before the next token."""
+    if not engine.has_answer_work(session):
+        return None
+    return Kind.PACKET if session.answer.speech is not None else Kind.TOKEN
+
+
+class Replica:
+    def __init__(self, engine: TurnEngine, name: str = "replica-0") -> None:
+        self.engine = engine
+        self.name = name
+
+    def new_session(self, session_id: str, system_prompt: str | None = None, seed: int = 0) -> Session:
+        return self.engine.new_session(session_id, seed=seed, system_prompt=system_prompt)
+
+    def run(self, batch: list[tuple[WorkItem, Session]]) -> list[Result]:
+        return [self._run_one(item, session) for item, session in batch]
+
+    def _run_one(self, item: WorkItem, session: Session) -> Result:
+        checkpoint = Checkpoint.take(session)
+        try:
+            if item.kind is Kind.ENCODE:
+                events = self.engine.accept_audio(session, np.asarray(item.pcm, np.float32))
+            else:
+                events = self.engine.step_answer(session, 1)
+        except Exception as error:  # any failure: the session goes back to a consistent state
+            rewind(session, checkpoint, self.engine.detector)
+            return Result(item, error=error, finished=time.monotonic())
+        return Result(item, events, answer=answer_work(self.engine, session), finished=time.monotonic())
+
+
+def load_replicas(model_dir, count: int) -> list[Replica]:
+    """`count` replicas of the model bundle in `model_dir`, each with its own copy of the weights
+    (loaded once, copied in memory). The VAD runtime is shared: it keeps no state between calls."""
+    import copy
+
+    from freeze_omni.audio.vad import SpeechDetector
+    from freeze_omni.bundle import load_model
+    from freeze_omni.dialogue.turn import DialogueConfig
+
+    model = load_model(model_dir)
+    config = DialogueConfig(system_prompt=model.spec.system_prompt) if model.spec.system_prompt else DialogueConfig()
+    detector = SpeechDetector()
+    replicas = []
+    for i in range(count):
+        parts = (model.speech_input, model.llm, model.state_head) if i == 0 else copy.deepcopy(
+            (model.speech_input, model.llm, model.state_head))
+        replicas.append(Replica(TurnEngine(*parts, detector, config=config), f"replica-{i}"))
+    return replicas

@@ -1,0 +1,149 @@
+"""Which work runs next: per-session queues, round-robin over users, batches for idle replicas.
+
+Pure bookkeeping, no threads and no IO: the server (`runner.py`) asks `next_batch()` whenever a
+replica is idle and reports back with `done()` / `failed()`. Three rules make it correct:
+
+1. A session has at most one item in flight, so its chunks are handled strictly in the order they
+   arrived and no two replicas ever touch the same session at once.
+2. Fairness: sessions with ready work wait in one round-robin line; a served session goes to the
+   back. Within a session, pending input comes first (listening must keep real time), but after
+   a chunk, waiting answer work gets one unit before the next chunk, so an answer always moves.
+3. A batch holds items of one kind from different sessions (at most `max_batch`), the unit a
+   replica could run as one forward pass.
+
+A failed chunk is retried once (the runner has rewound the session first); a failed answer
+unit is not retried, since the rewind drops the answer it belonged to.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from enum import Enum
+
+import numpy as np
+
+from freeze_omni.errors import FreezeOmniError
+
+
+class Kind(str, Enum):
+    ENCODE = "encode"  # one 160 ms input chunk: VAD, features, encoder, LLM prefill, state head
+    TOKEN = "token"  # generate the next answer token
+    PACKET = "packet"  # synthesise the next PCM packet of the current phrase
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    session_id: str
+    kind: Kind
+    pcm: np.ndarray | None = field(default=None, repr=False)  # ENCODE: one chunk of float32 samples
+    seq: int = 0  # ENCODE: the chunk's number in its session (0, 1, ...)
+    enqueued: float = 0.0  # clock time the chunk arrived (for per-chunk latency)
+    attempt: int = 0
+
+
+class QueueFull(FreezeOmniError):
+    """A session's input is further behind than the server allows."""
+
+
+@dataclass
+class _SessionWork:
+    chunks: deque[WorkItem] = field(default_factory=deque)
+    answer: Kind | None = None  # the session's next unit of answer work, if any
+    busy: bool = False  # an item of this session is in flight
+    after_chunk: bool = False  # the last item run was a chunk (answer work goes next if waiting)
+    next_seq: int = 0
+
+    def next_kind(self) -> Kind | None:
+        if self.busy:
+            return None
+        if self.answer is not None and (self.after_chunk or not self.chunks):
+            return self.answer
+        return Kind.ENCODE if self.chunks else None
+
+
+class Scheduler:
+    def __init__(self, max_batch: int = 1, max_pending_chunks: int = 32) -> None:
+        if max_batch < 1 or max_pending_chunks < 1:
+            raise ValueError("max_batch and max_pending_chunks must be >= 1")
+        self.max_batch = max_batch
+        self.max_pending_chunks = max_pending_chunks
+        self._work: dict[str, _SessionWork] = {}
+        self._line: deque[str] = deque()  # sessions with ready work, oldest first
+
+    # ---- sessions ---------------------------------------------------------------------------
+    def open(self, session_id: str) -> None:
+        if session_id in self._work:
+            raise ValueError(f"session {session_id!r} is already open")
+        self._work[session_id] = _SessionWork()
+
+    def close(self, session_id: str) -> None:
+        """Forget the session and its queued work (an item in flight finishes and is discarded)."""
+        self._work.pop(session_id, None)
+        if session_id in self._line:
+            self._line.remove(session_id)
+
+    def pending_chunks(self, session_id: str) -> int:
+        return len(self._work[session_id].chunks)
+
+    # ---- input ------------------------------------------------------------------------------
+    def add_chunk(self, session_id: str, pcm: np.ndarray, now: float = 0.0) -> WorkItem:
+        work = self._work[session_id]
+        if len(work.chunks) >= self.max_pending_chunks:
+            raise QueueFull(f"session {session_id}: {len(work.chunks)} chunks are waiting already")
+        item = WorkItem(session_id, Kind.ENCODE, pcm, work.next_seq, now)
+        work.next_seq += 1
+        work.chunks.append(item)
+        self._ready(session_id)
+        return item
+
+    # ---- replicas ---------------------------------------------------------------------------
+    def next_batch(self) -> list[WorkItem]:
+        """Up to `max_batch` items of one kind from different sessions, the first from the session
+        that has waited longest; [] when nothing is ready. The sessions become busy."""
+        if not self._line:
+            return []
+        kind = self._work[self._line[0]].next_kind()
+        chosen = [sid for sid in self._line if self._work[sid].next_kind() is kind][:self.max_batch]
+        batch = []
+        for sid in chosen:
+            self._line.remove(sid)
+            work = self._work[sid]
+            work.busy = True
+            if kind is Kind.ENCODE:
+                batch.append(work.chunks.popleft())
+                work.after_chunk = True
+            else:
+                batch.append(WorkItem(sid, kind))
+                work.after_chunk = False
+        return batch
+
+    def done(self, item: WorkItem, answer: Kind | None) -> None:
+        """`item` finished; `answer` is the session's next unit of answer work (None: nothing to do)."""
+        work = self._work.get(item.session_id)
+        if work is None:  # closed while the item ran
+            return
+        work.busy = False
+        work.answer = answer
+        self._ready(item.session_id)
+
+    def failed(self, item: WorkItem, answer: Kind | None) -> bool:
+        """`item` raised and its session was rewound; True when it is queued again (first failure of
+        a chunk), False when it is dropped (the user must be told)."""
+        work = self._work.get(item.session_id)
+        if work is None:
+            return False
+        retry = item.kind is Kind.ENCODE and item.attempt == 0
+        if retry:
+            work.chunks.appendleft(WorkItem(item.session_id, item.kind, item.pcm, item.seq, item.enqueued, 1))
+        self.done(item, answer)
+        return retry
+
+    @property
+    def has_ready(self) -> bool:
+        return bool(self._line)
+
+    def _ready(self, session_id: str) -> None:
+        work = self._work[session_id]
+        if work.next_kind() is not None and session_id not in self._line:
+            self._line.append(session_id)
