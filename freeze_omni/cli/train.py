@@ -22,9 +22,10 @@ STAGES = {
     "encoder-ctc": ("input stage 1: streaming encoder with CTC", "freeze_omni.train.stages.encoder_ctc", "EncoderCTC"),
     "encoder-llm": ("input stage 2: encoder + adapter into the frozen LLM", "freeze_omni.train.stages.encoder_llm",
                     "EncoderLLM"),
+    "encoder-qa": ("input stage 3: spoken dialogue self-distillation + state head",
+                   "freeze_omni.train.stages.encoder_qa", "EncoderQA"),
 }
 PENDING = {
-    "encoder-qa": ("input stage 3: spoken QA self-distillation + state head", "issue #5"),
     "decoder-tts": ("output stage 2: AR speech decoder on text-speech pairs", "issue #9"),
     "decoder-prefix": ("output stage 3: NAR prefix decoder on LLM hidden states", "issue #9"),
 }
@@ -63,6 +64,17 @@ def run_stage(args: argparse.Namespace) -> int:
     return 0
 
 
+def export_model(args: argparse.Namespace) -> int:
+    from freeze_omni.paths import DEFAULT_MODEL_DIR, data_dir
+    from freeze_omni.train.stages.encoder_qa import export_bundle
+
+    run = Path(args.run) if args.run else data_dir() / "runs" / "encoder-qa"
+    out = Path(args.out) if args.out else DEFAULT_MODEL_DIR
+    export_bundle(run / "last.pt", out)
+    print(json.dumps({"checkpoint": str(run / "last.pt"), "model_dir": str(out)}))
+    return 0
+
+
 def register(commands) -> None:
     stages = add_group(commands, "train", "train one stage of the model", "STAGE")
     for name, (help, _, _) in STAGES.items():
@@ -74,6 +86,9 @@ def register(commands) -> None:
         sub.add_argument("--max-minutes", type=float, help="stop with a checkpoint after this long; rerun to resume")
         sub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a [stage] setting")
         sub.add_argument("--device", default="cpu")
+    sub = add_leaf(stages, "export", "write the model bundle (fp16) from the last input-stage-3 run", export_model)
+    sub.add_argument("--run", help="encoder-qa run folder (default: $FREEZE_OMNI_DATA/runs/encoder-qa)")
+    sub.add_argument("--out", help="model folder to write (default: the packaged default model)")
     from freeze_omni.cli import train_codec
 
     train_codec.register(stages)

@@ -14,6 +14,17 @@ from typing import Any
 from freeze_omni.errors import FreezeOmniError
 
 
+class StageSettings:
+    """Base of every stage's `[stage]` dataclass: refuse unknown keys instead of ignoring a typo."""
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]):
+        unknown = sorted(set(raw) - {f.name for f in fields(cls)})
+        if unknown:
+            raise FreezeOmniError(f"unknown [stage] settings for {cls.__name__}: {', '.join(unknown)}")
+        return cls(**raw)
+
+
 @dataclass
 class TrainConfig:
     out_dir: str = ""         # "" = $FREEZE_OMNI_DATA/runs/<stage>

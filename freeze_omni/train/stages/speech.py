@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from freeze_omni.encoder import sample_chunk_config
-from freeze_omni.errors import FreezeOmniError
 from freeze_omni.paths import data_dir
+from freeze_omni.train.config import StageSettings
 from freeze_omni.train.data import (SpecAugmentConfig, load_feature_batch, plan_chunked_batches, read_utterances,
                                     spec_augment)
 
@@ -22,7 +21,7 @@ BatchSpec = tuple[list[int], int, int, int]  # utterance indices, chunk size, le
 
 
 @dataclass
-class SpeechDataSettings:
+class SpeechDataSettings(StageSettings):
     corpus: str = ""                  # folder with train.jsonl / dev.jsonl; "" = the default corpus
     max_batch_seconds: float = 100.0  # padded audio per batch
     max_utterance_seconds: float = 20.0
@@ -32,13 +31,6 @@ class SpeechDataSettings:
     spec_augment: bool = True
     eval_utterances: int = 60
     train_limit: int = 0              # use only the first N training utterances (0 = all)
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]):
-        unknown = sorted(set(raw) - {f.name for f in fields(cls)})
-        if unknown:
-            raise FreezeOmniError(f"unknown [stage] settings for {cls.__name__}: {', '.join(unknown)}")
-        return cls(**raw)
 
     def corpus_dir(self) -> Path:
         return Path(self.corpus) if self.corpus else data_dir() / "corpus" / "default"

@@ -1,0 +1,78 @@
+"""Input stage 3 on a tiny corpus: trains adapter, prompt and state head; the LLM never changes."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import tiny_hf_model
+from freeze_omni.audio.io import write_wav
+from freeze_omni.llm import FrozenLLM
+from freeze_omni.llm.state_head import DialogueState
+from freeze_omni.train.config import TrainConfig
+from freeze_omni.train.loop import train
+from freeze_omni.train.stages.encoder_qa import EncoderQASettings, EncoderQAStage, state_positions
+from freeze_omni.train.sequences import IGNORE
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+TURNS = [("what time is it", "question"), ("tell me a joke", "statement"), ("hello there", "question"),
+         ("seven", "question"), ("um", "filler"), ("okay", "reply")]
+
+
+@pytest.fixture(scope="module")
+def turn_corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("turns")
+    rng = np.random.default_rng(0)
+    for split in ("train", "dev"):
+        lines = []
+        for i, (text, kind) in enumerate(TURNS):
+            seconds = 0.5 + 0.15 * len(text.split())
+            audio = (0.1 * rng.standard_normal(int(16000 * (seconds + 0.3)))).astype(np.float32)
+            write_wav(root / split / f"{i}.wav", audio)
+            lines.append(json.dumps({"audio": f"{split}/{i}.wav", "text": text, "kind": kind, "speech_start": 0.1,
+                                     "speech_end": seconds, "duration": audio.size / 16000}))
+        (root / f"{split}.jsonl").write_text("\n".join(lines))
+    return root
+
+
+def test_state_labels_sit_on_the_last_position_of_each_chunk():
+    assert state_positions(6, [0, IGNORE, 1]) == [IGNORE, 0, IGNORE, IGNORE, IGNORE, 1]
+    with pytest.raises(ValueError):
+        state_positions(5, [0, 1])
+
+
+def test_stage_trains_speech_side_and_state_head_never_the_llm(turn_corpus, tmp_path):
+    llm = FrozenLLM.from_hf_model(*tiny_hf_model("qwen2"))
+    llm_before = {k: v.clone() for k, v in llm.state_dict().items()}
+    settings = EncoderQASettings(corpus=str(turn_corpus), answers_dir=str(tmp_path / "answers"), max_answer_tokens=5,
+                                 conversations_per_batch=2, eval_turns=2, ignore_share=0.5)
+    stage = EncoderQAStage(settings, llm=llm)
+    head_before = stage.module.state_head.proj.weight.detach().clone()
+    encoder_before = {k: v.clone() for k, v in stage.module.speech_input.encoder.state_dict().items()}
+    batch = stage.load(stage.plan(0, 0)[0], torch.device("cpu"))
+    n_turns = sum(len(c) for c in batch["conversations"])
+    assert batch["feats"].shape[0] == n_turns
+    # every turn's audio is whole 160 ms chunks, one label per chunk
+    for length, item in zip(batch["lengths"].tolist(), [t for c in batch["conversations"] for t in c]):
+        assert length == 16 * len(item.labels)
+        assert item.labels[-1] in (int(DialogueState.ANSWER), int(DialogueState.IGNORE))
+        assert (item.answer is None) == (item.labels[-1] == int(DialogueState.IGNORE))
+
+    config = TrainConfig(out_dir=str(tmp_path / "run"), max_steps=3, eval_every=3, checkpoint_every=3, threads=1,
+                         learning_rate=1e-2, warmup_steps=1, log_every=1)
+    result = train(stage, config)
+    assert result["finished"]
+    assert set(result["eval"]) == {"end_delay_ms_p50", "early_answer_rate", "missed_request_rate",
+                                   "false_answer_rate", "answer_token_accuracy"}
+    records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert all(math.isfinite(r["state_loss"]) and math.isfinite(r["answer_loss"]) for r in records if "loss" in r)
+    assert not torch.equal(stage.module.state_head.proj.weight, head_before)
+    for name, value in llm.state_dict().items():
+        assert torch.equal(value, llm_before[name]), name
+    for name, value in stage.module.speech_input.encoder.state_dict().items():
+        assert torch.equal(value, encoder_before[name]), name  # train_encoder = False
+    checkpoint = torch.load(tmp_path / "run" / "last.pt", weights_only=False)["model"]
+    assert any(k.startswith("state_head.") for k in checkpoint) and not any(k.startswith("llm.") for k in checkpoint)
