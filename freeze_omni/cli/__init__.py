@@ -32,7 +32,7 @@ def pending(owner: str):
 
 
 def build_parser() -> CommandParser:
-    from freeze_omni.cli import bench, chat, data, evaluate, serve, train
+    from freeze_omni.cli import bench, chat, data, evaluate, say, serve, train
 
     parser = CommandParser(
         prog="freeze-omni",
@@ -40,7 +40,7 @@ def build_parser() -> CommandParser:
     )
     parser.add_argument("--version", action="version", version=f"freeze-omni {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CommandParser)
-    for module in (chat, serve, train, evaluate, data, bench):
+    for module in (chat, serve, say, train, evaluate, data, bench):
         module.register(commands)
     return parser
 

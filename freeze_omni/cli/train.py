@@ -24,10 +24,12 @@ STAGES = {
                     "EncoderLLM"),
     "encoder-qa": ("input stage 3: spoken dialogue self-distillation + state head",
                    "freeze_omni.train.stages.encoder_qa", "EncoderQA"),
+    "decoder-tts": ("output stage 2: AR speech decoder on text-speech pairs", "freeze_omni.train.stages.decoder_tts",
+                    "DecoderTTS"),
+    "decoder-prefix": ("output stage 3: NAR prefix decoder on LLM hidden states",
+                       "freeze_omni.train.stages.decoder_prefix", "DecoderPrefix"),
 }
 PENDING = {
-    "decoder-tts": ("output stage 2: AR speech decoder on text-speech pairs", "issue #9"),
-    "decoder-prefix": ("output stage 3: NAR prefix decoder on LLM hidden states", "issue #9"),
 }
 
 

@@ -1,0 +1,58 @@
+"""The frozen LLM's own answers as the prefix decoder sees them in a dialogue: phrases with the
+hidden state of every answer token, cut exactly as the turn engine cuts them.
+
+`answer_phrases` lets the LLM answer a question (greedy, the dialogue's system prompt);
+`read_as_answer` makes it read a given text as its answer (teacher forcing), for measuring
+the prefix decoder on fixed held-out sentences.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from freeze_omni.dialogue.phrases import ends_phrase
+from freeze_omni.dialogue.speaker import Phrase
+from freeze_omni.dialogue.turn import DEFAULT_SYSTEM_PROMPT
+from freeze_omni.llm import FrozenLLM
+
+
+def _prompt(llm: FrozenLLM, question: str, system_prompt: str) -> list[int]:
+    return llm.template.system(llm.tokenizer, system_prompt) + llm.template.user_turn(llm.tokenizer, question)
+
+
+def cut_phrases(llm: FrozenLLM, tokens: list[int], hidden: list[torch.Tensor]) -> list[Phrase]:
+    """Answer tokens and their hidden states -> phrases, as `TurnEngine` hands them to the speaker."""
+    phrases: list[Phrase] = []
+    start, said = 0, ""
+    for end in range(1, len(tokens) + 1):
+        text = llm.tokenizer.decode(tokens[:end], skip_special_tokens=True)[len(said):]
+        last = end == len(tokens)
+        if last or (not text.endswith("\ufffd") and ends_phrase(text, end - start, not phrases)):
+            if text.strip():
+                phrases.append(Phrase(text=text, token_ids=tokens[start:end],
+                                      hidden=torch.stack(hidden[start:end]).float(), index=len(phrases)))
+            said += text
+            start = end
+    return phrases
+
+
+@torch.no_grad()
+def answer_phrases(llm: FrozenLLM, question: str, max_tokens: int = 48,
+                   system_prompt: str = DEFAULT_SYSTEM_PROMPT) -> list[Phrase]:
+    tokens, hidden = [], []
+    for token, state in llm.generate(_prompt(llm, question, system_prompt), llm.new_cache(), max_new_tokens=max_tokens):
+        if token in llm.stop_ids:
+            break
+        tokens.append(token)
+        hidden.append(state)
+    return cut_phrases(llm, tokens, hidden)
+
+
+@torch.no_grad()
+def read_as_answer(llm: FrozenLLM, text: str, question: str = "Please say something.",
+                   system_prompt: str = DEFAULT_SYSTEM_PROMPT) -> Phrase:
+    """`text` as one phrase, with the hidden states the LLM has while reading it as its answer."""
+    prompt = _prompt(llm, question, system_prompt)
+    tokens = llm.tokenizer.encode(text, add_special_tokens=False)
+    hidden = llm(llm.embed_ids(prompt + tokens))[0, len(prompt):]
+    return Phrase(text=text, token_ids=tokens, hidden=hidden.float(), index=0)

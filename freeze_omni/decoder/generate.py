@@ -1,0 +1,94 @@
+"""Streaming inference: one `DecoderState` per sentence being spoken, one symbol per `step`.
+
+The state holds everything a session needs to continue (encoder states of the sentence's
+phoneme ids, the prefix from the LLM, the AR key/value caches, the alignment pointer, the random
+generator), so the model stays stateless and any worker can run the next step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from freeze_omni.decoder.layers import KV
+from freeze_omni.decoder.model import Prefix, SpeechDecoder
+from freeze_omni.decoder.sampling import SamplingConfig, legal, penalise, top_k
+
+
+@dataclass
+class DecoderState:
+    encoded: torch.Tensor  # [P, dim] phoneme-encoder states of the sentence
+    prefix: Prefix | None  # NAR prefix from the LLM's hidden states, or None
+    generator: torch.Generator
+    caches: list[KV] | None = None  # AR key/value caches, one per layer
+    previous: int = -1  # last symbol emitted (BOS before the first step)
+    pointer: int = 0  # phoneme id being spoken
+    count: int = 0  # tokens emitted for it so far
+    position: int = 0  # steps taken
+    history: list[int] = field(default_factory=list)  # codes emitted, for the repetition window
+    phoneme_start: int = 0  # len(history) when the pointer reached the current id
+    done: bool = False
+
+    @property
+    def ids(self) -> int:
+        return self.encoded.shape[0]
+
+
+@torch.no_grad()
+def start(model: SpeechDecoder, ids: np.ndarray, hidden: torch.Tensor | None = None, seed: int = 0) -> DecoderState:
+    """Encode one sentence's phoneme ids (and the LLM hidden states of its phrase, if any)."""
+    device = next(model.parameters()).device
+    ids_t = torch.as_tensor(np.asarray(ids, np.int64), device=device)[None]
+    encoded = model.encoder(ids_t, torch.tensor([ids_t.shape[1]], device=device))[0]
+    prefix = None
+    if hidden is not None and len(hidden):
+        dtype = next(model.parameters()).dtype
+        prefix = model.make_prefix(hidden.to(device, dtype)[None], torch.tensor([hidden.shape[0]], device=device))
+    return DecoderState(encoded, prefix, torch.Generator().manual_seed(seed),
+                        previous=model.config.vocab.bos)
+
+
+@torch.no_grad()
+def step(model: SpeechDecoder, state: DecoderState, sampling: SamplingConfig) -> int:
+    """Advance `state` by one symbol (mutated in place) and return the symbol."""
+    if state.done:
+        raise ValueError("sentence already finished")
+    vocab = model.config.vocab
+    device = state.encoded.device
+    logits, state.caches = model.decoder.step(
+        torch.tensor([state.previous], device=device), state.encoded[state.pointer][None],
+        torch.tensor([state.count], device=device), state.position, state.caches, state.prefix)
+    logits = legal(logits[0].float().cpu(), vocab, state.pointer, state.ids, state.count,
+                   sampling.max_tokens_per_phoneme)
+    window = state.history[max(0, state.phoneme_start - sampling.repetition_window): state.phoneme_start]
+    symbol = top_k(penalise(logits, window, sampling.repetition_penalty), sampling.top_k,
+                   sampling.temperature, state.generator)
+    state.previous, state.position = symbol, state.position + 1
+    if symbol < vocab.codes:
+        state.history.append(symbol)
+        state.count += 1
+    elif symbol == vocab.advance:
+        state.pointer, state.count, state.phoneme_start = state.pointer + 1, 0, len(state.history)
+    else:
+        state.done = True
+    return symbol
+
+
+def codec_tokens(model: SpeechDecoder, state: DecoderState, sampling: SamplingConfig) -> Iterator[int]:
+    """Codec tokens of one sentence, one at a time, until STOP (the length guard ensures it comes:
+    at most `max_tokens_per_phoneme` codes per id, then ADVANCE/STOP are the only legal moves)."""
+    codes = model.config.vocab.codes
+    while not state.done:
+        symbol = step(model, state, sampling)
+        if symbol < codes:
+            yield symbol
+
+
+def speak_ids(model: SpeechDecoder, ids: np.ndarray, sampling: SamplingConfig,
+              hidden: torch.Tensor | None = None) -> np.ndarray:
+    """All codec tokens of one sentence."""
+    state = start(model, ids, hidden, sampling.seed)
+    return np.array(list(codec_tokens(model, state, sampling)), np.int64)

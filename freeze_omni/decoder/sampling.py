@@ -1,0 +1,55 @@
+"""Choosing the next symbol: legal moves, repetition penalty over a window, top-k sampling.
+
+Pure functions on one row of logits, so they are easy to test and the same for every session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from freeze_omni.decoder.alignment import Vocab
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    top_k: int = 2
+    temperature: float = 1.0
+    # Codes repeat by design (a phoneme id longer than one token is one code repeated), so the
+    # penalty only touches codes seen in the window *before* the current phoneme id.
+    repetition_penalty: float = 1.0
+    repetition_window: int = 16
+    max_tokens_per_phoneme: int = 24  # length guard: ~1.1 s on one phoneme id forces ADVANCE
+    seed: int = 0
+
+
+def legal(logits: torch.Tensor, vocab: Vocab, pointer: int, ids: int, count: int, max_count: int) -> torch.Tensor:
+    """Mask what the alignment forbids: STOP before the last id, ADVANCE on it, codes past the guard."""
+    logits = logits.clone()
+    last = pointer >= ids - 1
+    logits[vocab.stop if not last else vocab.advance] = float("-inf")
+    if count >= max_count:
+        logits[: vocab.codes] = float("-inf")
+    return logits
+
+
+def penalise(logits: torch.Tensor, previous: Sequence[int], penalty: float) -> torch.Tensor:
+    """CTRL-style penalty on symbols in `previous`: positive logits divided, negative multiplied."""
+    if penalty == 1.0 or not previous:
+        return logits
+    logits = logits.clone()
+    index = torch.tensor(sorted(set(previous)), dtype=torch.long)
+    values = logits[index]
+    logits[index] = torch.where(values > 0, values / penalty, values * penalty)
+    return logits
+
+
+def top_k(logits: torch.Tensor, k: int, temperature: float, generator: torch.Generator | None) -> int:
+    """Sample among the k most likely symbols (k = 1 is greedy)."""
+    if k <= 1 or temperature <= 0:
+        return int(logits.argmax())
+    values, index = logits.float().topk(min(k, logits.shape[0]))
+    probs = torch.softmax(values / temperature, -1)
+    return int(index[torch.multinomial(probs, 1, generator=generator)])
