@@ -33,3 +33,74 @@ def speech_wer(texts: Sequence[str], speak: Speak, threads: int | None = None,
     rates = error_rates(list(texts), hypotheses)
     return {"wer": rates.wer, "cer": rates.cer, "n": rates.n, "audio_seconds": round(audio_seconds, 1),
             "hypotheses": hypotheses}
+
+
+def read_texts(path) -> list[str]:
+    """A text list for speech output: one sentence a line, blank lines skipped."""
+    from pathlib import Path
+
+    from freeze_omni.errors import FreezeOmniError
+
+    path = Path(path)
+    if not path.is_file():
+        raise FreezeOmniError(f"{path}: no such text file")
+    texts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not texts:
+        raise FreezeOmniError(f"{path}: no text in it")
+    return texts
+
+
+def source_and_resynthesis(texts: Sequence[str], codec, threads: int | None = None) -> dict:
+    """The reference ASR on Piper's own audio of each text (source) and on the same sentences
+    through codec encode -> decode (resynthesis): the floors the decoder's speech is measured against."""
+    from freeze_omni.codec.piper_latent import Generator, PiperLatent
+    from freeze_omni.codec.train import speak_sentences
+
+    speaker, generator = PiperLatent(1), Generator(1)
+    latents = {}
+
+    def spoken(i: int, text: str):
+        latents[i] = speaker.speak(text)
+        return latents[i]
+
+    source = speech_wer(texts, lambda i, t: speak_sentences([generator(s.z) for s in spoken(i, t)]), threads,
+                        desc="source")
+    resynthesis = speech_wer(texts, lambda i, t: speak_sentences(
+        [codec.decode(codec.encode_sentence(s), seed=i)[: s.frames * codec.config.hop] for s in latents[i]]),
+        threads, desc="resynthesis")
+    return {"source": source, "resynthesis": resynthesis}
+
+
+def evaluate_speech_out(texts: Sequence[str], model, codec, top_ks: Sequence[int], llm=None,
+                        threads: int | None = None, floors: bool = True,
+                        max_tokens_per_phoneme: int = 24) -> dict:
+    """REPORTS.md `eval speech-out`: WER/CER per top-k without the prefix decoder and, given the
+    LLM, with it (the LLM reads each text as its own answer; its hidden states feed the prefix)."""
+    from freeze_omni.decoder.answers import read_as_answer
+    from freeze_omni.decoder.sampling import SamplingConfig
+    from freeze_omni.decoder.speech import synthesize
+
+    hidden = [read_as_answer(llm, t).hidden for t in texts] if llm is not None else None
+    variants = {"no_prefix": None} if hidden is None else {"prefix": hidden, "no_prefix": None}
+    by: dict[str, dict[str, dict]] = {name: {} for name in variants}
+    rows = [{"text": t} for t in texts]
+    for name, states in variants.items():
+        for k in top_ks:
+            result = speech_wer(texts, lambda i, t: synthesize(
+                model, codec, t, SamplingConfig(top_k=k, seed=i, max_tokens_per_phoneme=max_tokens_per_phoneme),
+                None if states is None else states[i]), threads, desc=f"top-k {k} {name}")
+            by[name][str(k)] = {"wer": result["wer"], "cer": result["cer"]}
+            for row, hyp in zip(rows, result["hypotheses"]):
+                row[f"top{k}_{name}"] = hyp
+    main = by["prefix" if hidden is not None else "no_prefix"]
+    best = min(main, key=lambda k: main[k]["wer"])
+    report = {"wer": main[best]["wer"], "cer": main[best]["cer"], "best_top_k": int(best),
+              "prefix": hidden is not None, "by_top_k": main, "by_top_k_no_prefix": by["no_prefix"]}
+    if floors:
+        measured = source_and_resynthesis(texts, codec, threads)
+        report.update({"resynthesis_wer": measured["resynthesis"]["wer"], "resynthesis_cer": measured["resynthesis"]["cer"],
+                       "source_wer": measured["source"]["wer"], "source_cer": measured["source"]["cer"]})
+        for row, src, res in zip(rows, measured["source"]["hypotheses"], measured["resynthesis"]["hypotheses"]):
+            row.update(source=src, resynthesis=res)
+    report.update({"n": len(texts), "model": reference_asr.MODEL_NAME, "utterances": rows})
+    return report

@@ -1,0 +1,57 @@
+"""`freeze-omni eval speech-out`: how intelligible the system's own speech is, per top-k."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from freeze_omni.cli import add_leaf
+from freeze_omni.eval.report import add_report_arguments, emit
+
+
+def parse_top_k(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError("top-k values must be >= 1")
+    return values
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from freeze_omni.codec.model import Codec
+    from freeze_omni.decoder.weights import DEFAULT_DECODER_PATH, load_decoder
+    from freeze_omni.eval.speech_out import evaluate_speech_out, read_texts
+
+    torch.set_num_threads(args.threads)
+    texts = read_texts(args.texts)[: args.limit or None]
+    model = load_decoder(args.decoder or DEFAULT_DECODER_PATH)
+    codec = Codec.load(args.codec) if args.codec else Codec.load()
+    llm = None
+    if not args.no_prefix:
+        from freeze_omni.llm import FrozenLLM
+
+        llm = FrozenLLM.load(args.llm or None)
+    print(f"speech-out: {len(texts)} texts, top-k {args.top_k}, prefix {'on' if llm else 'off'}", file=sys.stderr)
+    result = evaluate_speech_out(texts, model, codec, args.top_k, llm, threads=args.threads,
+                                 floors=not args.no_floors)
+    emit(result, args, "Speech output intelligibility (reference ASR)")
+    return 0
+
+
+def register(commands) -> None:
+    sub = add_leaf(commands, "speech-out", "intelligibility of the system's own speech per top-k", run)
+    sub.add_argument("--texts", type=Path, required=True, help="plain text, one sentence a line")
+    sub.add_argument("--top-k", type=parse_top_k, default=[1, 2, 3, 5], help="comma-separated (default 1,2,3,5)")
+    sub.add_argument("--limit", type=int, default=0, help="only the first N texts")
+    sub.add_argument("--no-prefix", action="store_true", help="skip the LLM and the prefix decoder")
+    sub.add_argument("--no-floors", action="store_true", help="skip the source and codec-resynthesis WER")
+    sub.add_argument("--decoder", type=Path, help="decoder weights (default: the default model's)")
+    sub.add_argument("--codec", type=Path, help="codec weights (default: the default model's)")
+    sub.add_argument("--llm", help="HF directory or .gguf (default: the shipped backbone)")
+    sub.add_argument("--threads", type=int, default=1, help="torch and ASR threads (default 1)")
+    add_report_arguments(sub)

@@ -1,0 +1,67 @@
+"""`eval speech-out` and `bench speech-out` on a tiny decoder and codec: report keys and shapes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from conftest import tiny_hf_model
+from freeze_omni.cli import main
+from freeze_omni.codec.model import Codec, CodecConfig
+from freeze_omni.decoder.model import DecoderConfig, SpeechDecoder
+from freeze_omni.decoder.phonemes import shared_phonemizer
+from freeze_omni.decoder.weights import save_decoder
+from freeze_omni.eval.speech_out import evaluate_speech_out
+from freeze_omni.llm import FrozenLLM
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+CODES = 16
+
+
+def _decoder(llm_hidden: int) -> SpeechDecoder:
+    """A decoder that says about one token per phoneme id: top-2 is always {code 3, ADVANCE/STOP}."""
+    torch.manual_seed(0)
+    model = SpeechDecoder(DecoderConfig(codes=CODES, phoneme_symbols=shared_phonemizer().symbols,
+                                        llm_hidden=llm_hidden, dim=16, heads=2, encoder_layers=1,
+                                        decoder_layers=1, prefix_layers=1, dropout=0.0)).eval()
+    with torch.no_grad():
+        model.decoder.head.weight.zero_()
+        model.decoder.head.bias.zero_()
+        model.decoder.head.bias[[3, CODES, CODES + 1]] = 5.0
+    return model
+
+
+@pytest.fixture(scope="module")
+def codec():
+    config = CodecConfig(codes=CODES)
+    return Codec(torch.randn(CODES, config.vector_dim, generator=torch.Generator().manual_seed(0)) * 0.5, config,
+                 torch.full((CODES, config.vector_dim), -1.0))
+
+
+def test_eval_report_with_and_without_prefix(codec):
+    llm = FrozenLLM.from_hf_model(*tiny_hf_model("llama"))
+    texts = ["Hello there.", "Good night."]
+    report = evaluate_speech_out(texts, _decoder(llm.hidden_size), codec, [1, 2], llm, threads=1, floors=False)
+    assert report["prefix"] and report["n"] == 2 and set(report["by_top_k"]) == {"1", "2"}
+    assert set(report["by_top_k_no_prefix"]) == {"1", "2"}
+    assert report["wer"] == min(v["wer"] for v in report["by_top_k"].values())
+    assert report["best_top_k"] in (1, 2) and {"top1_prefix", "top2_no_prefix"} <= set(report["utterances"][0])
+
+
+def test_eval_and_bench_commands(codec, tmp_path, capsys):
+    decoder = save_decoder(_decoder(8), tmp_path / "decoder.safetensors")
+    codec_path = codec.save(tmp_path / "codec.safetensors")
+    texts = tmp_path / "texts.txt"
+    texts.write_text("Good night.\n\n")
+    assert main(["eval", "speech-out", "--texts", str(texts), "--top-k", "1", "--no-prefix", "--decoder", str(decoder),
+                 "--codec", str(codec_path), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert {"wer", "cer", "by_top_k", "resynthesis_wer", "source_wer", "n"} <= set(report) and report["n"] == 1
+    assert not report["prefix"] and 0 <= report["source_wer"] <= 1  # Piper's own audio of a short sentence
+    assert main(["bench", "speech-out", "--decoder", str(decoder), "--codec", str(codec_path), "--repeats", "1",
+                 "--json"]) == 0
+    bench = json.loads(capsys.readouterr().out)
+    assert bench["first_packet_ms"] > 0 and bench["rtf"] > 0 and bench["phrases"] == 5
+    assert main(["eval", "speech-out", "--texts", str(tmp_path / "missing.txt"), "--no-prefix"]) == 1
