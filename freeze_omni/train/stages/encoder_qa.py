@@ -62,6 +62,7 @@ class EncoderQASettings(StageSettings):
     ignore_share: float = 0.4
     train_encoder: bool = False
     state_weight: float = 1.0
+    request_texts: int = 0            # distinct request texts to learn from (a seeded sample); 0 = all
     eval_turns: int = 40              # held-out requests and as many turns to ignore
     answers_dir: str = ""             # where typed answers are kept; "" = $FREEZE_OMNI_DATA/answers
     train_limit: int = 0              # use only the first N training utterances (0 = all)
@@ -193,12 +194,20 @@ class EncoderQAStage:
         self.dev_set = read_turn_utterances(corpus / "dev.jsonl")
         self.book = AnswerBook(self.module.llm, settings.system_prompt, settings.max_answer_tokens,
                                Path(settings.answers_dir) if settings.answers_dir else data_dir() / "answers")
-        dev_requests, self.dev_ignored = self._dev_turns()
-        self.book.fill(sorted({u.text for u in self.train_set + dev_requests if u.kind in REQUEST_KINDS}))
-        self.dev_requests = dev_requests
-        self.requests = [i for i, u in enumerate(self.train_set) if u.kind in REQUEST_KINDS]
+        self.dev_requests, self.dev_ignored = self._dev_turns()
+        texts = self._request_texts()
+        self.book.fill(sorted(texts | {u.text for u in self.dev_requests}))
+        self.requests = [i for i, u in enumerate(self.train_set) if u.kind in REQUEST_KINDS and u.text in texts]
         if not self.requests:
             raise FreezeOmniError(f"{corpus}/train.jsonl holds no requests (kinds {', '.join(REQUEST_KINDS)})")
+
+    def _request_texts(self) -> set[str]:
+        """The request texts to learn from: every one, or a seeded sample when answering them all
+        with the LLM would cost too much (every spoken version of a chosen text is used)."""
+        texts = sorted({u.text for u in self.train_set if u.kind in REQUEST_KINDS})
+        if self.settings.request_texts and self.settings.request_texts < len(texts):
+            texts = random.Random(0).sample(texts, self.settings.request_texts)
+        return set(texts)
 
     def _dev_turns(self) -> tuple[list[Utterance], list[Utterance]]:
         rng = random.Random(0)
