@@ -4,7 +4,8 @@ import pytest
 
 from conftest import tiny_hf_model
 from freeze_omni.llm import FrozenLLM
-from freeze_omni.train.answers import AnswerBook, greedy_answers, typed_request
+from freeze_omni.llm.greedy import greedy_answers, typed_request
+from freeze_omni.train.answers import AnswerBook
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

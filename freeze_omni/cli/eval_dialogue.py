@@ -1,0 +1,49 @@
+"""`freeze-omni eval spoken-qa`: the dialogue model's answers to spoken vs typed questions."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from freeze_omni.cli import add_leaf
+from freeze_omni.eval.report import add_report_arguments, emit
+from freeze_omni.paths import DEFAULT_MODEL_DIR
+
+
+def load_engine(model_dir: Path, max_answer_tokens: int):
+    """A text-only turn engine on the bundle (greedy, as the typed baseline)."""
+    from freeze_omni.audio.vad import SpeechDetector
+    from freeze_omni.bundle import load_model
+    from freeze_omni.dialogue import DialogueConfig, TurnEngine
+
+    model = load_model(model_dir)
+    prompt = model.spec.system_prompt or DialogueConfig().system_prompt
+    config = DialogueConfig(system_prompt=prompt, max_answer_tokens=max_answer_tokens)
+    return TurnEngine(model.speech_input, model.llm, model.state_head, SpeechDetector(), config=config)
+
+
+def run_spoken_qa(args: argparse.Namespace) -> int:
+    from freeze_omni.eval.spoken_qa import corpus_qa_set, evaluate_spoken_qa, read_qa_set
+    from freeze_omni.paths import data_dir
+
+    qa_set = args.set
+    if qa_set is None:
+        corpus = data_dir() / "corpus" / "default"
+        qa_set = corpus_qa_set(corpus / "test.jsonl", data_dir() / "eval" / "spoken_qa_test.jsonl", args.limit)
+        print(f"QA set: quiz questions of {corpus}/test.jsonl -> {qa_set}", file=sys.stderr)
+    items = read_qa_set(qa_set)[: args.limit]
+    engine = load_engine(args.model, args.max_tokens)
+    result = evaluate_spoken_qa(engine, items, args.max_tokens, log=lambda m: print(m, file=sys.stderr))
+    emit({**result, "qa_set": str(qa_set), "model": str(args.model)}, args, "Spoken QA vs typed QA")
+    return 0
+
+
+def register(commands) -> None:
+    sub = add_leaf(commands, "spoken-qa", "answer accuracy with spoken vs typed questions (same LLM)", run_spoken_qa)
+    sub.add_argument("--set", type=Path, metavar="F.jsonl",
+                     help="spoken QA set (audio, question, answers); default: quiz questions of the corpus test split")
+    sub.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR, help="model folder (default: the shipped model)")
+    sub.add_argument("--limit", type=int, default=100, help="at most this many items")
+    sub.add_argument("--max-tokens", type=int, default=48, help="answer length limit for both (tokens)")
+    add_report_arguments(sub)
