@@ -55,6 +55,12 @@ class Conversation:
         return np.frombuffer(pcm, "<i2").astype(np.float32) / 32768.0
 
     @property
+    def answer_pending(self) -> bool:
+        """An answer has started and has neither finished nor been interrupted."""
+        started = len(self.events("answer_started"))
+        return started > len(self.events("answer_finished")) + len(self.events("interrupted"))
+
+    @property
     def answer_text(self) -> str:
         return "".join(e["text"] for e in self.events("answer_text"))
 
@@ -111,7 +117,7 @@ class DialogueClient:
                        until: str | None = "answer_finished", timeout_s: float = 60.0) -> Conversation:
         """Stream `audio` in 160 ms chunks (paced like a microphone when `realtime`), then silence for
         up to `tail_s` more seconds (stopping early once an `until` event arrived); collect all
-        that comes back until the stream ends and, with `until`, that event arrives."""
+        that comes back. With `until`, an answer still going on is waited for (up to `timeout_s`)."""
         record = Conversation()
         done = asyncio.Event()
         reader = asyncio.create_task(self._read(record, done, until))
@@ -127,7 +133,7 @@ class DialogueClient:
                     await asyncio.sleep(max(0.0, start + i * 0.16 - time.monotonic()))
                 await self.send_audio(chunk)
                 record.chunk_sent.append(time.monotonic())
-            if until is not None:
+            if until is not None and record.answer_pending:
                 await asyncio.wait_for(done.wait(), timeout_s)
         except (websockets.ConnectionClosed, asyncio.TimeoutError):
             pass

@@ -3,16 +3,16 @@
 from freeze_omni.cli import add_group, add_leaf, pending
 
 PENDING = {
-    "serve": ("concurrent users held in real time by the server", "issue #6"),
 }
 
 
 def register(commands) -> None:
     subs = add_group(commands, "bench", "measure speed on this machine", "WHAT")
-    from freeze_omni.cli import bench_encoder, bench_llm, bench_speech_out
+    from freeze_omni.cli import bench_encoder, bench_llm, bench_serve, bench_speech_out
 
     bench_llm.register(subs)
     bench_encoder.register(subs)
+    bench_serve.register(subs)
     bench_speech_out.register(subs)
     for name, (help, owner) in PENDING.items():
         add_leaf(subs, name, help, pending(f"lands with {owner}"))

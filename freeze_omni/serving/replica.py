@@ -12,7 +12,7 @@ and the error is returned for that item alone; the other items of the batch stil
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -64,17 +64,21 @@ class Replica:
         return Result(item, events, answer=answer_work(self.engine, session), finished=time.monotonic())
 
 
-def load_replicas(model_dir, count: int) -> list[Replica]:
+def load_replicas(model_dir, count: int, temperature: float = 0.0) -> list[Replica]:
     """`count` replicas of the model bundle in `model_dir`, each with its own copy of the weights
-    (loaded once, copied in memory). The VAD runtime is shared: it keeps no state between calls."""
+    (loaded once, copied in memory). The VAD runtime is shared: it keeps no state between calls.
+    `temperature` 0 answers greedily (as `chat` does); above 0 each session samples with its seed."""
     import copy
 
     from freeze_omni.audio.vad import SpeechDetector
     from freeze_omni.bundle import load_model
     from freeze_omni.dialogue.turn import DialogueConfig
+    from freeze_omni.llm import SamplingConfig
 
     model = load_model(model_dir)
-    config = DialogueConfig(system_prompt=model.spec.system_prompt) if model.spec.system_prompt else DialogueConfig()
+    config = DialogueConfig(sampling=SamplingConfig(temperature=temperature))
+    if model.spec.system_prompt:
+        config = replace(config, system_prompt=model.spec.system_prompt)
     detector = SpeechDetector()
     replicas = []
     for i in range(count):
