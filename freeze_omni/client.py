@@ -10,6 +10,7 @@ Used by the tests and `bench serve`; also a short example of a client:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from freeze_omni.audio.io import float_to_pcm16
 from freeze_omni.errors import FreezeOmniError
 
 CHUNK_SAMPLES = SAMPLE_RATE * 160 // 1000
+QUIET_S = 1.0  # after the input: no message for this long and no answer going on = nothing more to come
 
 
 class ServerRefused(FreezeOmniError):
@@ -117,7 +119,8 @@ class DialogueClient:
                        until: str | None = "answer_finished", timeout_s: float = 60.0) -> Conversation:
         """Stream `audio` in 160 ms chunks (paced like a microphone when `realtime`), then silence for
         up to `tail_s` more seconds (stopping early once an `until` event arrived); collect all
-        that comes back. With `until`, an answer still going on is waited for (up to `timeout_s`)."""
+        that comes back. With `until`, the reply is waited for (up to `timeout_s`): until that event,
+        or until the server is quiet with no answer going on."""
         record = Conversation()
         done = asyncio.Event()
         reader = asyncio.create_task(self._read(record, done, until))
@@ -133,14 +136,25 @@ class DialogueClient:
                     await asyncio.sleep(max(0.0, start + i * 0.16 - time.monotonic()))
                 await self.send_audio(chunk)
                 record.chunk_sent.append(time.monotonic())
-            if until is not None and record.answer_pending:
-                await asyncio.wait_for(done.wait(), timeout_s)
+            if until is not None:
+                await self._settle(record, done, time.monotonic() + timeout_s)
         except (websockets.ConnectionClosed, asyncio.TimeoutError):
             pass
         finally:
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
         return record
+
+    async def _settle(self, record: Conversation, done: asyncio.Event, deadline: float) -> None:
+        """Wait for `done`, or until the server has been quiet for QUIET_S with no answer going on."""
+        while not done.is_set() and time.monotonic() < deadline:
+            heard = len(record.received)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(done.wait(), min(QUIET_S, max(0.0, deadline - time.monotonic())))
+            if len(record.received) == heard and not record.answer_pending:
+                return
+        if not done.is_set():
+            raise asyncio.TimeoutError
 
     async def _read(self, record: Conversation, done: asyncio.Event, until: str | None) -> None:
         try:
