@@ -182,6 +182,21 @@ def test_bad_frames_are_reported_and_the_session_goes_on(engine, words, referenc
     assert record.answer_text == references["Madrid."]
 
 
+def test_a_huge_frame_is_refused_before_it_is_buffered_and_the_server_goes_on(engine):
+    async def body(url, server):
+        socket = await raw(url, HELLO)
+        await next_json(socket)
+        await socket.send(b"\x00" * (1 << 20))
+        await asyncio.wait_for(socket.wait_closed(), 5.0)
+        await asyncio.sleep(0.1)
+        async with await DialogueClient.connect(url) as client:
+            ready = client.ready["type"]
+        return socket.close_code, ready, len(server.store)
+
+    code, ready, users = run_server(engine, body)
+    assert (code, ready, users) == (1009, "ready", 0)
+
+
 def test_input_far_ahead_of_the_server_ends_that_session_only(engine):
     async def body(url, server):
         socket = await raw(url, HELLO)

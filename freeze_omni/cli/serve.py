@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from freeze_omni.serving import ModelServer, ServerLimits, load_replicas
-    from freeze_omni.serving.app import create_app
+    from freeze_omni.serving.app import UVICORN_SETTINGS, create_app
 
     torch.set_num_threads(args.threads)
     replicas = load_replicas(args.model, args.replicas, args.temperature)
@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     query = f"?token={args.token}" if args.token else ""
     print(f"serving {args.model} with {args.replicas} replica(s) on http://{args.host}:{args.port}/{query}",
           file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", **UVICORN_SETTINGS)
     return 0
 
 

@@ -20,8 +20,8 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from freeze_omni.serving.protocol import (ProtocolError, error_message, parse_audio, parse_hello, parse_text,
-                                          ready_message)
+from freeze_omni.serving.protocol import (MAX_FRAME_BYTES, ProtocolError, error_message, parse_audio, parse_hello,
+                                          parse_text, ready_message)
 from freeze_omni.serving.runner import Connection, ModelServer
 from freeze_omni.serving.scheduler import QueueFull
 from freeze_omni.serving.store import ServerFull
@@ -30,6 +30,9 @@ WEB_DIR = files("freeze_omni.serving") / "web"
 HELLO_TIMEOUT_S = 10.0
 FLUSH_TIMEOUT_S = 2.0
 POLICY_VIOLATION, TRY_AGAIN_LATER = 1008, 1013
+# uvicorn refuses (closes with 1009) any WebSocket message above this before buffering more of it;
+# frames between MAX_FRAME_BYTES and it get a non-fatal `frame_too_large` error.
+UVICORN_SETTINGS = {"ws_max_size": 4 * MAX_FRAME_BYTES, "ws_ping_interval": 20.0, "ws_ping_timeout": 20.0}
 
 
 def create_app(server: ModelServer, token: str | None = None) -> Starlette:
@@ -50,7 +53,7 @@ def create_app(server: ModelServer, token: str | None = None) -> Starlette:
         if not authorised(request.query_params, request.headers):
             return PlainTextResponse("unauthorised\n", status_code=401)
         text = server.metrics.render(len(server.store), server.store.max_users, len(server.replicas),
-                                     len(server.replicas) - len(server._idle), server.store.memory_bytes())
+                                     server.busy_replicas, server.store.memory_bytes())
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
     async def websocket(ws: WebSocket) -> None:

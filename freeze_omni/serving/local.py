@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator
 
 import uvicorn
 
+from freeze_omni.serving.app import UVICORN_SETTINGS
+
 
 @contextlib.asynccontextmanager
 async def serving(app, host: str = "127.0.0.1") -> AsyncIterator[str]:
@@ -16,7 +18,7 @@ async def serving(app, host: str = "127.0.0.1") -> AsyncIterator[str]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", **UVICORN_SETTINGS))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         while not server.started:  # uvicorn offers no startup event to wait on

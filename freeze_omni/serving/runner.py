@@ -104,6 +104,10 @@ class ModelServer:
         self._pool.shutdown(wait=True)
 
     @property
+    def busy_replicas(self) -> int:
+        return len(self.replicas) - len(self._idle)
+
+    @property
     def output_sample_rate(self) -> int:
         return self.replicas[0].engine.speaker.sample_rate
 
