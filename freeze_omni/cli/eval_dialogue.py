@@ -1,4 +1,4 @@
-"""`freeze-omni eval spoken-qa`: the dialogue model's answers to spoken vs typed questions."""
+"""`freeze-omni eval spoken-qa` and `eval duplex`: the dialogue model on held-out speech."""
 
 from __future__ import annotations
 
@@ -39,6 +39,19 @@ def run_spoken_qa(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_duplex(args: argparse.Namespace) -> int:
+    from freeze_omni.eval.duplex import build_cases, evaluate_duplex
+    from freeze_omni.paths import data_dir
+    from freeze_omni.train.turns import read_turn_utterances
+
+    manifest = args.manifest or data_dir() / "corpus" / "default" / "test.jsonl"
+    cases = build_cases(read_turn_utterances(manifest), args.requests, args.seed)
+    engine = load_engine(args.model, args.max_tokens)
+    result = evaluate_duplex(engine, cases, log=lambda m: print(m, file=sys.stderr))
+    emit({**result, "manifest": str(manifest), "model": str(args.model)}, args, "Duplex behaviour")
+    return 0
+
+
 def register(commands) -> None:
     sub = add_leaf(commands, "spoken-qa", "answer accuracy with spoken vs typed questions (same LLM)", run_spoken_qa)
     sub.add_argument("--set", type=Path, metavar="F.jsonl",
@@ -46,4 +59,14 @@ def register(commands) -> None:
     sub.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR, help="model folder (default: the shipped model)")
     sub.add_argument("--limit", type=int, default=100, help="at most this many items")
     sub.add_argument("--max-tokens", type=int, default=48, help="answer length limit for both (tokens)")
+    add_report_arguments(sub)
+
+    sub = add_leaf(commands, "duplex", "end-of-turn delay, false answers, missed requests, barge-in stop time", run_duplex)
+    sub.add_argument("--manifest", type=Path, metavar="M.jsonl",
+                     help="corpus manifest with kind/speech_start/speech_end (default: the corpus test split)")
+    sub.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR, help="model folder (default: the shipped model)")
+    sub.add_argument("--requests", type=int, default=60, help="requests; a third as many of each kind not meant "
+                     "for the assistant, half as many barge-ins")
+    sub.add_argument("--seed", type=int, default=0)
+    sub.add_argument("--max-tokens", type=int, default=48, help="answer length limit (tokens)")
     add_report_arguments(sub)

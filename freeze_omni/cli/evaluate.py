@@ -3,7 +3,6 @@
 from freeze_omni.cli import add_group, add_leaf, pending
 
 PENDING = {
-    "duplex": ("end-of-turn delay, false answers, barge-in reaction", "issue #5"),
     "latency": ("per-stage latency from end of speech to first audio packet", "issue #5"),
 }
 

@@ -20,10 +20,13 @@ import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from freeze_omni.audio import SAMPLE_RATE
+from freeze_omni.errors import FreezeOmniError
+from freeze_omni.eval.manifest import read_speech_manifest
 from freeze_omni.llm.state_head import DialogueState
 from freeze_omni.train.sequences import IGNORE
 
@@ -44,6 +47,16 @@ class Utterance:
     kind: str
     speech_start: float  # seconds
     speech_end: float
+
+
+def read_turn_utterances(manifest: Path, limit: int | None = None) -> list[Utterance]:
+    items = read_speech_manifest(manifest, limit=limit)
+    missing = [i for i in items if not {"kind", "speech_start", "speech_end"} <= set(i.extra)]
+    if missing:
+        raise FreezeOmniError(f"{manifest}:{missing[0].line}: stage 3 needs 'kind', 'speech_start' and 'speech_end' "
+                              "(written by `freeze-omni data synth`)")
+    return [Utterance(str(i.audio), i.text, i.extra["kind"], float(i.extra["speech_start"]),
+                      float(i.extra["speech_end"])) for i in items]
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,6 @@ from freeze_omni.dialogue.turn import DEFAULT_SYSTEM_PROMPT
 from freeze_omni.encoder import UNLIMITED
 from freeze_omni.encoder.frontend import featurizer
 from freeze_omni.errors import FreezeOmniError
-from freeze_omni.eval.manifest import read_speech_manifest
 from freeze_omni.llm import FrozenLLM
 from freeze_omni.llm.state_head import DialogueState, StateHead
 from freeze_omni.paths import data_dir
@@ -41,7 +40,7 @@ from freeze_omni.train.sequences import IGNORE, RowBuilder, next_token_loss, pad
 from freeze_omni.train.stages.encoder_ctc import build_encoder, chunk_frames_160ms
 from freeze_omni.train.turns import (
     CHUNK_SECONDS, IGNORE_KINDS, REQUEST_KINDS, TurnPlan, TurnSettings, Utterance, chunk_labels,
-    plan_conversations, turn_audio,
+    plan_conversations, read_turn_utterances, turn_audio,
 )
 
 EVAL_TAIL_SECONDS = 1.2  # audio heard after the end of an evaluated turn (the engine's end timeout)
@@ -134,16 +133,6 @@ def state_positions(n_embeds: int, labels: list[int]) -> list[int]:
     for k, label in enumerate(labels):
         states[(k + 1) * per_chunk - 1] = label
     return states
-
-
-def read_turn_utterances(manifest: Path, limit: int | None = None) -> list[Utterance]:
-    items = read_speech_manifest(manifest, limit=limit)
-    missing = [i for i in items if not {"kind", "speech_start", "speech_end"} <= set(i.extra)]
-    if missing:
-        raise FreezeOmniError(f"{manifest}:{missing[0].line}: stage 3 needs 'kind', 'speech_start' and 'speech_end' "
-                              "(written by `freeze-omni data synth`)")
-    return [Utterance(str(i.audio), i.text, i.extra["kind"], float(i.extra["speech_start"]),
-                      float(i.extra["speech_end"])) for i in items]
 
 
 def load_speech_input(settings: EncoderQASettings, llm_hidden_size: int) -> SpeechInput:

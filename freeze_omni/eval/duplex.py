@@ -1,0 +1,135 @@
+"""Duplex behaviour on generated test conversations: when does the model take its turn, what does
+it wrongly answer, and how fast does it stop when talked over.
+
+Every conversation is built from held-out corpus audio with a faint noise floor between sounds
+(`freeze_omni.train.turns.turn_audio`, the same construction stage 3 learns from) and replayed
+through the turn engine in 160 ms chunks. Times are on the input stream's clock.
+- Requests (questions, statements): the end-of-turn delay is AnswerStarted minus the end of the
+  speech; no answer at all is a missed request.
+- Not meant for the assistant: fillers and backchannels, requests cut off mid-sentence, noise
+  bursts. Any answer is a false answer.
+- Barge-in: a request, then a second request spoken while the answer plays. The stop time is the
+  Interrupted event minus the second request's speech onset. Only answers that are still playing
+  at that onset count (a text-only model has no playback, so it yields no barge-in figures).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from freeze_omni.audio.io import read_audio
+from freeze_omni.dialogue.events import AnswerAudio, AnswerFinished, AnswerStarted, Event, Interrupted
+from freeze_omni.dialogue.replay import replay
+from freeze_omni.dialogue.turn import TurnEngine
+from freeze_omni.train.turns import (
+    CHUNK_SECONDS, IGNORE_KINDS, REQUEST_KINDS, TurnPlan, Utterance, turn_audio,
+)
+
+LEAD_SECONDS = 0.6
+TAIL_SECONDS = 2.0
+BARGE_IN_GAP_SECONDS = 1.0  # after the first request: the answer starts and plays
+
+
+@dataclass(frozen=True)
+class DuplexCase:
+    kind: str             # "request", "ignore", "fragment", "noise", "barge-in"
+    audio: np.ndarray
+    mark_ms: float        # request: end of speech; barge-in: onset of the talk-over speech
+    text: str
+
+
+def _quiet_then(turn: TurnPlan, audio: np.ndarray | None, tail: float) -> np.ndarray:
+    return turn_audio(turn, audio, math.ceil((turn.end + tail) / CHUNK_SECONDS))
+
+
+def build_cases(utterances: Sequence[Utterance], n: int, seed: int = 0) -> list[DuplexCase]:
+    """n requests, n/3 each of ignorable speech, fragments and noise, and n/2 barge-ins."""
+    rng = random.Random(seed)
+    requests = [u for u in utterances if u.kind in REQUEST_KINDS]
+    ignorable = [u for u in utterances if u.kind in IGNORE_KINDS]
+    rng.shuffle(requests)
+    rng.shuffle(ignorable)
+    cases = []
+    for i, u in enumerate(requests[:n]):
+        turn = TurnPlan("request", -1, LEAD_SECONDS, u.speech_end, 0, seed + i)
+        cases.append(DuplexCase("request", _quiet_then(turn, read_audio(u.audio), TAIL_SECONDS), turn.end * 1000, u.text))
+    for i, u in enumerate(ignorable[: n // 3]):
+        turn = TurnPlan("ignore", -1, LEAD_SECONDS, u.speech_end, 0, seed + 1000 + i)
+        cases.append(DuplexCase("ignore", _quiet_then(turn, read_audio(u.audio), TAIL_SECONDS), turn.end * 1000, u.text))
+    for i, u in enumerate(requests[n: n + n // 3]):
+        cut = u.speech_start + rng.uniform(0.3, 0.7) * (u.speech_end - u.speech_start)
+        turn = TurnPlan("fragment", -1, LEAD_SECONDS, cut, 0, seed + 2000 + i)
+        cases.append(DuplexCase("fragment", _quiet_then(turn, read_audio(u.audio), TAIL_SECONDS), turn.end * 1000,
+                                u.text))
+    for i in range(n // 3):
+        turn = TurnPlan("noise", -1, LEAD_SECONDS, rng.uniform(0.3, 1.5), 0, seed + 3000 + i)
+        cases.append(DuplexCase("noise", _quiet_then(turn, None, TAIL_SECONDS), turn.end * 1000, "(noise)"))
+    pairs = requests[n + n // 3:]
+    for i in range(min(n // 2, len(pairs) // 2)):
+        first, second = pairs[2 * i], pairs[2 * i + 1]
+        a = _quiet_then(TurnPlan("request", -1, LEAD_SECONDS, first.speech_end, 0, seed + 4000 + i),
+                        read_audio(first.audio), BARGE_IN_GAP_SECONDS)
+        b = _quiet_then(TurnPlan("request", -1, 0.0, second.speech_end, 0, seed + 5000 + i),
+                        read_audio(second.audio), TAIL_SECONDS)
+        onset_ms = (a.size / 16000 + second.speech_start) * 1000
+        cases.append(DuplexCase("barge-in", np.concatenate([a, b]), onset_ms, f"{first.text} / {second.text}"))
+    return cases
+
+
+def _percentiles(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"p50": None, "p95": None}
+    return {"p50": float(np.percentile(values, 50)), "p95": float(np.percentile(values, 95))}
+
+
+def evaluate_duplex(engine: TurnEngine, cases: Sequence[DuplexCase],
+                    log: Callable[[str], None] = print) -> dict:
+    delays, missed, early, false_answers, not_meant, stops, barge_ins, rows = [], 0, 0, 0, 0, [], 0, []
+    for number, case in enumerate(cases, start=1):
+        events: list[Event] = []
+        replay(engine, case.audio, on_event=events.append)
+        started = [e.t_ms for e in events if isinstance(e, AnswerStarted)]
+        row = {"kind": case.kind, "text": case.text, "answers": len(started), "figure_ms": None}
+        if case.kind == "request":
+            if started:
+                row["figure_ms"] = started[0] - case.mark_ms
+                delays.append(row["figure_ms"])
+                early += row["figure_ms"] < 0
+            else:
+                missed += 1
+        elif case.kind == "barge-in":
+            stopped = [e.t_ms for e in events if isinstance(e, Interrupted) and e.t_ms >= case.mark_ms]
+            playing_at_onset = started and _playing_at(events, case.mark_ms)
+            if playing_at_onset and stopped:
+                row["figure_ms"] = stopped[0] - case.mark_ms
+                stops.append(row["figure_ms"])
+            barge_ins += bool(playing_at_onset)
+        else:
+            not_meant += 1
+            false_answers += bool(started)
+        rows.append(row)
+        log(f"[{number}/{len(cases)}] {case.kind}: answers {len(started)}, figure {row['figure_ms']}")
+    n_requests = sum(c.kind == "request" for c in cases)
+    return {"end_of_turn_delay_ms": _percentiles(delays),
+            "false_answer_rate": false_answers / not_meant if not_meant else None,
+            "missed_request_rate": missed / n_requests if n_requests else None,
+            "early_answer_rate": early / n_requests if n_requests else None,
+            "barge_in_stop_ms": _percentiles(stops), "barge_ins_tested": barge_ins,
+            "barge_ins_stopped": len(stops), "n": len(cases), "items": rows}
+
+
+def _playing_at(events: list[Event], t_ms: float) -> bool:
+    """The latest answer started before `t_ms` had audio and was neither finished nor cut by then."""
+    started = [i for i, e in enumerate(events) if isinstance(e, AnswerStarted) and e.t_ms <= t_ms]
+    if not started:
+        return False
+    after = events[started[-1] + 1:]
+    if not any(isinstance(e, AnswerAudio) and e.t_ms <= t_ms for e in after):
+        return False
+    ended = [e.t_ms for e in after if isinstance(e, (AnswerFinished, Interrupted, AnswerStarted))]
+    return not ended or ended[0] > t_ms

@@ -1,0 +1,56 @@
+"""Duplex evaluation: generated cases, and figures that follow the state head's behaviour."""
+
+import pytest
+
+from dialogue_support import ANSWER, LISTEN, RecordingSpeaker, forced_head, make_engine
+from freeze_omni.audio.io import write_wav
+from freeze_omni.eval.duplex import build_cases, evaluate_duplex
+from freeze_omni.llm import SamplingConfig
+from freeze_omni.train.turns import Utterance
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def utterances(speech, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("duplex")
+    items = []
+    for i in range(10):
+        clip = speech["q1" if i % 2 else "q2"]
+        write_wav(folder / f"{i}.wav", clip)
+        kind = "filler" if i == 9 else "question"
+        items.append(Utterance(str(folder / f"{i}.wav"), f"text {i}", kind, 0.05, clip.size / 16000 - 0.05))
+    return items
+
+
+def test_cases_cover_every_kind_and_are_reproducible(utterances):
+    cases = build_cases(utterances, n=3, seed=1)
+    kinds = [c.kind for c in cases]
+    assert kinds.count("request") == 3 and {"ignore", "fragment", "noise"} <= set(kinds)
+    assert [c.audio.tolist() for c in cases] == [c.audio.tolist() for c in build_cases(utterances, n=3, seed=1)]
+    for case in cases:
+        assert case.audio.size % 2560 == 0 and case.audio.size / 16 > case.mark_ms
+
+
+def engine_for(llm, speech_input, detector, state, audio=False):
+    """Answers of 3 s of audio: still playing when the talk-over starts 1 s after the request."""
+    return make_engine(llm, speech_input, detector, forced_head(llm, state), RecordingSpeaker(audio=audio),
+                       max_answer_tokens=30, sampling=SamplingConfig())
+
+
+def test_a_head_that_always_answers_answers_everything(llm, speech_input, detector, utterances):
+    cases = build_cases(utterances, n=3, seed=1)
+    result = evaluate_duplex(engine_for(llm, speech_input, detector, ANSWER, audio=True), cases, log=lambda _: None)
+    assert result["missed_request_rate"] == 0.0
+    assert result["false_answer_rate"] > 0  # at least the filler and the fragment open turns
+    assert result["end_of_turn_delay_ms"]["p50"] < 0  # it answers before the user has finished
+    assert result["barge_ins_tested"] == 1 and result["barge_ins_stopped"] == 1
+    assert result["barge_in_stop_ms"]["p50"] >= 0
+    assert result["n"] == len(cases) == len(result["items"])
+
+
+def test_a_head_that_never_answers_misses_every_request(llm, speech_input, detector, utterances):
+    cases = [c for c in build_cases(utterances, n=3, seed=1) if c.kind != "barge-in"]
+    result = evaluate_duplex(engine_for(llm, speech_input, detector, LISTEN), cases, log=lambda _: None)
+    assert result["missed_request_rate"] == 1.0 and result["false_answer_rate"] == 0.0
+    assert result["end_of_turn_delay_ms"] == {"p50": None, "p95": None}
