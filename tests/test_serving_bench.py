@@ -101,6 +101,7 @@ def test_bench_serve_reports_the_keys_and_every_user_gets_its_own_answer(tiny_bu
                 "max_realtime_users"):
         assert key in result
     assert (result["users"], result["replicas"], result["cross_talk"], result["answered"]) == (3, 2, 0, 3)
+    assert result["expected_answers"] == 3
     assert result["chunk_latency_ms"]["p95"] > 0 and result["first_packet_ms"]["p50"] > 0
     assert result["max_realtime_users"] in (0, 3) and result["levels"][0]["errors"] == {}
 

@@ -37,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
     for users in ([args.users] if args.no_sweep else levels(args.users)):
         level = asyncio.run(run_level(replicas, questions, references, users, args.tail))
         print(f"{users} users: chunk p95 {level.chunk_latency_ms['p95']:.1f} ms, first packet p50 "
-              f"{_ms(level.first_packet_ms['p50'])}, answered {level.answered}, cross-talk {level.cross_talk}",
+              f"{_ms(level.first_packet_ms['p50'])}, answered {level.answered}/{level.expected_answers}, "
+              f"cross-talk {level.cross_talk}",
               file=sys.stderr)
         results.append(level)
     top, single = results[-1], results[0]
@@ -46,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
              if top.first_packet_ms["p50"] and single.first_packet_ms["p50"] and single.users == 1 else None)
     result = {"users": args.users, "replicas": args.replicas, "chunk_latency_ms": top.chunk_latency_ms,
               "first_packet_ms": top.first_packet_ms, "cross_talk": top.cross_talk, "answered": top.answered,
+              "expected_answers": top.expected_answers,
               "max_realtime_users": max(held, default=0), "first_packet_vs_single_user": ratio,
               "speech_out": engine.speaker.__class__.__name__ != "TextOnlySpeaker",
               "model": str(args.model), "threads": args.threads, "errors": top.errors,

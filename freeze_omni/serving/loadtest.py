@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from freeze_omni.audio.io import read_audio
+from freeze_omni.audio.io import float_to_pcm16, read_audio
 from freeze_omni.client import Conversation, DialogueClient
 from freeze_omni.dialogue.turn import CHUNK_SAMPLES, TurnEngine
 from freeze_omni.serving.app import create_app
@@ -75,9 +75,10 @@ def agrees(got: str, reference: str) -> bool:
 
 
 def reference_answer(engine: TurnEngine, audio: np.ndarray, seed: int, tail_s: float) -> str:
-    """The first answer the engine gives `audio` alone, all answer work done after each chunk."""
+    """The first answer the engine gives `audio` alone, all answer work done after each chunk. The
+    audio goes through PCM16 as on the wire: one quantisation step can flip a sampled token."""
     session = engine.new_session("reference", seed=seed)
-    audio = np.concatenate([audio, np.zeros(int(tail_s * 16000), np.float32)])
+    audio = float_to_pcm16(np.concatenate([audio, np.zeros(int(tail_s * 16000), np.float32)])) / np.float32(32768)
     messages = []
     for start in range(0, audio.size - CHUNK_SAMPLES + 1, CHUNK_SAMPLES):
         events = engine.accept_audio(session, audio[start:start + CHUNK_SAMPLES])
@@ -112,6 +113,7 @@ class LevelResult:
     first_packet_ms: dict[str, float | None]
     cross_talk: int
     answered: int
+    expected_answers: int  # users whose question the model answers when asked alone (the references)
     realtime: bool  # p95 chunk latency within one chunk and nobody fell behind
     errors: dict[str, int]
 
@@ -147,8 +149,8 @@ async def run_level(replicas: list[Replica], questions: list[np.ndarray], refere
     latency = percentiles(list(server.metrics.chunk_latency_ms.recent))
     packets = [ms for ms in map(first_packet_ms, records) if ms is not None]
     realtime = latency["p95"] is not None and latency["p95"] <= REALTIME_MS and "too_far_behind" not in errors
-    return LevelResult(users, latency, percentiles(packets), cross_talk, sum(1 for a in answers if a), realtime,
-                       errors)
+    return LevelResult(users, latency, percentiles(packets), cross_talk, sum(1 for a in answers if a),
+                       sum(1 for r in references[:users] if r), realtime, errors)
 
 
 def levels(users: int) -> list[int]:
