@@ -1,7 +1,8 @@
 """The web client in a real browser: Debian's headless Chromium with a fake microphone that plays a
 WAV, driven over the DevTools protocol (plain WebSocket, no extra driver package). It loads the
-page, speaks a word, and must receive the answer's text and audio; a full server must be shown
-as such. Skipped, saying why, when Chromium is not installed (apt-get install chromium)."""
+page, speaks a word, and must receive the answer's text and audio; a dropped connection must be
+reported and re-established, a full server and a refused microphone shown as such. Skipped,
+saying why, when Chromium is not installed (apt-get install chromium)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from freeze_omni.serving.local import serving
 from freeze_omni.serving.replica import Replica
 from freeze_omni.serving.runner import ModelServer, ServerLimits
 
+ANSWER_BYTES = 2 * 1600 * 12  # every packet of an answer: 100 ms of PCM16 per token, 12 tokens
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [pytest.mark.usefixtures("one_thread"),
               pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium)")]
@@ -60,10 +62,13 @@ class DevTools:
         return value
 
 
-async def open_browser(profile, wav):
+async def open_browser(profile, wav, allow_microphone: bool = True):
+    """Chromium with a fake microphone playing `wav`; the microphone is granted without asking, or
+    (not `allow_microphone`) refused by the browser's permission settings."""
+    flags = ["--use-fake-ui-for-media-stream"] if allow_microphone else []
     process = await asyncio.create_subprocess_exec(
         CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--remote-debugging-port=0",
-        f"--user-data-dir={profile}", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+        f"--user-data-dir={profile}", *flags, "--use-fake-device-for-media-stream",
         f"--use-file-for-fake-audio-capture={wav}", "--autoplay-policy=no-user-gesture-required", "about:blank",
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     port_file = profile / "DevToolsActivePort"
@@ -71,12 +76,31 @@ async def open_browser(profile, wav):
         if port_file.exists() and len(port_file.read_text().split()) >= 2:
             break
         await asyncio.sleep(0.05)
-    port = int(port_file.read_text().split()[0])
+    port, browser_path = port_file.read_text().split()[:2]
     loop = asyncio.get_running_loop()
     targets = await loop.run_in_executor(None, lambda: json.loads(
         urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=5).read()))
     page = next(t for t in targets if t["type"] == "page")
-    return process, await websockets.connect(page["webSocketDebuggerUrl"], max_size=2 ** 24)
+    socket = await websockets.connect(page["webSocketDebuggerUrl"], max_size=2 ** 24)
+    if not allow_microphone:
+        async with websockets.connect(f"ws://127.0.0.1:{port}{browser_path}") as browser:
+            await DevTools(browser).call("Browser.setPermission", permission={"name": "microphone"}, setting="denied")
+    return process, socket
+
+
+async def refused_microphone(profile, wav, url: str) -> str:
+    process, socket = await open_browser(profile, wav, allow_microphone=False)
+    try:
+        page = DevTools(socket)
+        await page.call("Page.navigate", url=url + "/")
+        await page.wait_for("document.readyState === 'complete' && !!document.getElementById('start')")
+        await page.evaluate("document.getElementById('start').click()")
+        return await page.wait_for("!document.getElementById('notice').hidden && "
+                                   "document.getElementById('notice').textContent")
+    finally:
+        await socket.close()
+        process.kill()
+        await process.wait()
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +113,7 @@ def microphone_wav(tmp_path_factory):
     return wav
 
 
-def test_the_page_hears_a_question_and_plays_the_answer_and_shows_a_full_server(
+def test_the_page_talks_reconnects_and_explains_a_full_server_and_a_refused_microphone(
         llm, speech_input, detector, microphone_wav, tmp_path):
     engine = make_engine(llm, speech_input, detector, forced_head(llm, ANSWER), RecordingSpeaker(audio=True))
     server = ModelServer([Replica(engine)], ServerLimits(max_users=1))
@@ -103,7 +127,14 @@ def test_the_page_hears_a_question_and_plays_the_answer_and_shows_a_full_server(
                 await page.wait_for("document.readyState === 'complete' && !!document.getElementById('start')")
                 await page.evaluate("document.getElementById('start').click()")
                 text = await page.wait_for("(document.querySelector('.assistant') || {}).textContent")
-                audio = await page.wait_for("Number(document.body.dataset.audioBytes)")
+                audio = await page.wait_for(f"Number(document.body.dataset.audioBytes) >= {ANSWER_BYTES} && "
+                                            "Number(document.body.dataset.audioBytes)")
+                for connection in list(server.connections.values()):  # the network drops the page
+                    connection.end("network")
+                lost = await page.wait_for("!document.getElementById('notice').hidden && "
+                                           "document.getElementById('notice').textContent")
+                await page.wait_for("document.body.dataset.state === 'listening'")  # reconnected by itself
+                reconnected = len(server.connections)
                 await page.evaluate("document.getElementById('stop').click()")
                 await page.wait_for("document.body.dataset.state === 'disconnected'")
                 for _ in range(50):  # the server notices the page left
@@ -116,13 +147,16 @@ def test_the_page_hears_a_question_and_plays_the_answer_and_shows_a_full_server(
                     await page.evaluate("document.getElementById('start').click()")
                     full = await page.wait_for("!document.getElementById('notice').hidden && "
                                                "document.getElementById('notice').textContent")
-                return text, audio, full
             finally:
                 await socket.close()
                 process.kill()
                 await process.wait()
+            denied = await refused_microphone(tmp_path / "refusing", microphone_wav, url)
+            return text, audio, lost, reconnected, full, denied
 
-    text, audio, full = asyncio.run(main())
+    text, audio, lost, reconnected, full, denied = asyncio.run(main())
     assert len(text) > 0
-    assert audio >= 2 * 1600 * 12  # every packet of the answer (100 ms of PCM16 per token) arrived
+    assert "Lost the connection" in lost and reconnected == 1
+    assert "Microphone access was refused" in denied
+    assert audio >= ANSWER_BYTES
     assert "busy" in full and "Trying again" in full
