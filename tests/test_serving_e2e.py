@@ -270,6 +270,23 @@ def test_an_idle_session_is_ended_with_a_reason(engine):
     assert (message["code"], message["fatal"], code, users) == ("idle_timeout", True, 1008, 0)
 
 
+def test_over_the_memory_cap_the_least_recently_active_user_is_ended(engine):
+    async def body(url, server):
+        quiet = await DialogueClient.connect(url)
+        active = await DialogueClient.connect(url)
+        cap = server.store.memory_bytes() - 1  # one session must go
+        server.store.memory_cap_bytes = cap
+        await active.send_audio(silence(0.16))
+        message = await next_json(quiet.socket)
+        await asyncio.wait_for(quiet.socket.wait_closed(), 5.0)
+        alive = [c.ready["session"] for c in (quiet, active) if c.ready["session"] in server.store]
+        await active.close()
+        return message, alive, active.ready["session"]
+
+    message, alive, active = run_server(engine, body, housekeeping_s=0.1)
+    assert (message["code"], message["fatal"]) == ("memory", True) and alive == [active]
+
+
 def test_health_and_metrics_endpoints(engine, words):
     import urllib.request
 

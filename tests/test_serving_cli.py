@@ -1,11 +1,18 @@
-"""`freeze-omni bench serve` end to end on a tiny model bundle whose state head was fitted here to
+"""`freeze-omni serve` and `bench serve` end to end on a tiny model bundle whose state head was fitted here to
 answer once the user has stopped (so long questions are answered once, with no barge-in), and
 answers sampled with each user's own seed (a random tiny LLM barely listens to its input, so
 the seed is what makes the users' answers differ and the cross-talk check meaningful)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 
 import numpy as np
 import pytest
@@ -16,6 +23,7 @@ from dialogue_support import force
 from freeze_omni.audio.vad import SpeechDetector
 from freeze_omni.bundle import load_model, save_model
 from freeze_omni.cli import main
+from freeze_omni.client import DialogueClient
 from freeze_omni.dialogue import SpeechEnded, SpeechStarted, TurnEngine
 from freeze_omni.dialogue.turn import CHUNK_SAMPLES
 from freeze_omni.encoder import EncoderConfig, SpeechEncoder
@@ -113,3 +121,35 @@ def test_answers_agree_only_with_their_own_reference():
     assert agrees("Paris is", "Paris is the capital.") and agrees("Paris is the capital.", "Paris is")
     assert not agrees("Madrid", "Paris is") and not agrees("", "Paris is")
     assert levels(5) == [1, 2, 4, 5] and levels(1) == [1]
+
+
+def test_serve_refuses_a_public_address_without_a_token(capsys):
+    assert main(["serve", "--host", "0.0.0.0"]) == 2
+    assert "--token" in capsys.readouterr().err
+
+
+def test_serve_runs_the_bundle_on_loopback_until_interrupted(tiny_bundle):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "freeze_omni", "serve", "--model", str(tiny_bundle), "--port",
+                               str(port), "--max-users", "3", "--token", "t0k"], stderr=subprocess.PIPE, text=True)
+    try:
+        health = None
+        for _ in range(300):
+            try:
+                health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1).read())
+                break
+            except OSError:
+                time.sleep(0.1)
+        assert health == {"status": "ok", "users": 0, "max_users": 3, "replicas": 1}
+
+        async def talk():
+            async with await DialogueClient.connect(f"ws://127.0.0.1:{port}/ws", token="t0k") as client:
+                return client.ready
+
+        assert asyncio.run(talk())["type"] == "ready"
+    finally:
+        server.send_signal(signal.SIGINT)
+        _, err = server.communicate(timeout=30)
+    assert server.returncode == 0 and f"http://127.0.0.1:{port}/?token=t0k" in err
