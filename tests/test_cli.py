@@ -27,13 +27,6 @@ def test_leaf_help_works(args):
     assert run_cli(*args).returncode == 0
 
 
-@pytest.mark.parametrize("args", [["eval", "latency"]])
-def test_pending_subcommands_say_so_and_exit_2(capsys, args):
-    assert main(args) == 2
-    err = capsys.readouterr().err
-    assert "not available yet" in err and "issue #" in err
-
-
 def test_group_without_action_shows_help_and_exits_2(capsys):
     assert main(["train"]) == 2
     assert "encoder-ctc" in capsys.readouterr().err

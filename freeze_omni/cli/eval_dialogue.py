@@ -1,4 +1,4 @@
-"""`freeze-omni eval spoken-qa` and `eval duplex`: the dialogue model on held-out speech."""
+"""`freeze-omni eval spoken-qa`, `eval duplex` and `eval latency`: the dialogue model on held-out speech."""
 
 from __future__ import annotations
 
@@ -52,6 +52,37 @@ def run_duplex(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_latency(args: argparse.Namespace) -> int:
+    import math
+
+    import numpy as np
+
+    from freeze_omni.audio.io import read_audio
+    from freeze_omni.eval.latency import STAGES, LatencyCase, evaluate_latency
+    from freeze_omni.eval.report import write_percentile_chart
+    from freeze_omni.paths import data_dir
+    from freeze_omni.train.turns import REQUEST_KINDS, read_turn_utterances
+
+    manifest = args.manifest or data_dir() / "corpus" / "default" / "test.jsonl"
+    requests = [u for u in read_turn_utterances(manifest) if u.kind in REQUEST_KINDS][: args.turns]
+    lead = 0.5
+    cases = []
+    for u in requests:
+        audio = read_audio(u.audio)
+        padded = np.concatenate([np.zeros(int(lead * 16000), np.float32), audio])
+        cases.append(LatencyCase(padded[: math.ceil((lead + u.speech_end) * 16000)], lead + u.speech_end))
+    engine = load_engine(args.model, args.max_tokens)
+    result = evaluate_latency(engine, cases, log=lambda m: print(m, file=sys.stderr))
+    result = {"first_packet_ms": result.pop("first_packet_ms"), **result, "model": str(args.model)}
+    if args.report:
+        chart = args.report.with_suffix(".svg")
+        write_percentile_chart(chart, f"End of user speech to each stage ({result['n']} turns)",
+                               {k: result[k] for k in STAGES})
+        result["chart"] = str(chart)
+    emit(result, args, "Latency from end of user speech")
+    return 0
+
+
 def register(commands) -> None:
     sub = add_leaf(commands, "spoken-qa", "answer accuracy with spoken vs typed questions (same LLM)", run_spoken_qa)
     sub.add_argument("--set", type=Path, metavar="F.jsonl",
@@ -68,5 +99,14 @@ def register(commands) -> None:
     sub.add_argument("--requests", type=int, default=60, help="requests; a third as many of each kind not meant "
                      "for the assistant, half as many barge-ins")
     sub.add_argument("--seed", type=int, default=0)
+    sub.add_argument("--max-tokens", type=int, default=48, help="answer length limit (tokens)")
+    add_report_arguments(sub)
+
+    sub = add_leaf(commands, "latency", "wall-clock latency per stage from the end of user speech (p50/p95)",
+                   run_latency)
+    sub.add_argument("--manifest", type=Path, metavar="M.jsonl",
+                     help="corpus manifest with kind/speech_end (default: the corpus test split)")
+    sub.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR, help="model folder (default: the shipped model)")
+    sub.add_argument("--turns", type=int, default=50)
     sub.add_argument("--max-tokens", type=int, default=48, help="answer length limit (tokens)")
     add_report_arguments(sub)

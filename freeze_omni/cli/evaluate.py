@@ -1,10 +1,6 @@
 """`freeze-omni eval ...`: measurements that print numbers and write JSON + Markdown reports."""
 
-from freeze_omni.cli import add_group, add_leaf, pending
-
-PENDING = {
-    "latency": ("per-stage latency from end of speech to first audio packet", "issue #5"),
-}
+from freeze_omni.cli import add_group
 
 
 def register(commands) -> None:
@@ -15,5 +11,3 @@ def register(commands) -> None:
     reference_asr.register(subs)
     eval_speech_out.register(subs)
     eval_dialogue.register(subs)
-    for name, (help, owner) in PENDING.items():
-        add_leaf(subs, name, help, pending(f"lands with {owner}"))

@@ -56,3 +56,25 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+def write_percentile_chart(path: Path, title: str, rows: dict[str, dict[str, float | None]], unit: str = "ms") -> None:
+    """A dependency-free SVG bar chart: one row per stage, a bar to its p50 and a tick at its p95."""
+    shown = {k: v for k, v in rows.items() if v.get("p50") is not None}
+    top = max([v["p95"] or v["p50"] for v in shown.values()] + [1.0])
+    width, left, bar, gap = 640, 190, 18, 10
+    height = 50 + len(shown) * (bar + gap)
+    scale = (width - left - 60) / top
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
+             f'font-size="12"><text x="10" y="20" font-size="14">{title}</text>']
+    for i, (name, value) in enumerate(shown.items()):
+        y = 40 + i * (bar + gap)
+        p50, p95 = value["p50"], value["p95"] or value["p50"]
+        parts.append(f'<text x="10" y="{y + 13}">{name}</text>')
+        parts.append(f'<rect x="{left}" y="{y}" width="{max(p50, 0) * scale:.1f}" height="{bar}" fill="#4a7fb5"/>')
+        parts.append(f'<line x1="{left + p95 * scale:.1f}" x2="{left + p95 * scale:.1f}" y1="{y - 2}" y2="{y + bar + 2}" '
+                     'stroke="#c0392b" stroke-width="2"/>')
+        parts.append(f'<text x="{left + p95 * scale + 6:.1f}" y="{y + 13}">{p50:.0f} / {p95:.0f} {unit}</text>')
+    parts.append(f'<text x="10" y="{height - 6}" fill="#555">bar: p50, red tick: p95</text></svg>')
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(parts) + "\n")

@@ -1,0 +1,54 @@
+"""Latency measurement: paced input, stage marks in order, figures relative to the end of speech."""
+
+import pytest
+
+from dialogue_support import ANSWER, LISTEN, RecordingSpeaker, conversation, forced_head, make_engine, silence
+from freeze_omni.eval.latency import STAGES, LatencyCase, evaluate_latency, measure_turn
+from freeze_omni.eval.report import write_percentile_chart
+from freeze_omni.llm import SamplingConfig
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+class FakeClock:
+    """Time moves only when the measurement sleeps: compute is free, so figures are exact."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def engine_with(llm, speech_input, detector, state):
+    return make_engine(llm, speech_input, detector, forced_head(llm, state), RecordingSpeaker(audio=True),
+                       max_answer_tokens=8, sampling=SamplingConfig())
+
+
+def test_stages_come_in_order_after_the_end_of_speech(llm, speech_input, detector, speech):
+    audio = conversation(silence(0.3), speech["q1"], silence(0.3))
+    clock = FakeClock()
+    # the forced head answers as soon as speech is heard: call the end of speech the first chunk
+    figures = measure_turn(engine_with(llm, speech_input, detector, ANSWER), LatencyCase(audio, 0.16),
+                           clock=clock, sleep=clock.sleep)
+    values = [figures[s] for s in STAGES]
+    assert all(v is not None for v in values) and values == sorted(values) and values[0] >= 0
+    assert values[0] == pytest.approx(round(values[0] / 160) * 160)  # decided on a chunk boundary
+
+
+def test_no_answer_gives_no_figures(llm, speech_input, detector, speech, tmp_path):
+    audio = conversation(silence(0.3), speech["q1"], silence(0.3))
+    engine = engine_with(llm, speech_input, detector, LISTEN)
+    clock = FakeClock()
+    figures = measure_turn(engine, LatencyCase(audio, 2.0), max_wait_s=1.0, clock=clock, sleep=clock.sleep)
+    assert figures == {stage: None for stage in STAGES}
+    result = evaluate_latency(engine_with(llm, speech_input, detector, ANSWER), [LatencyCase(audio, 0.0)],
+                              log=lambda _: None)
+    assert result["n"] == 1 and result["answered"] == 1 and result["first_packet_ms"]["p50"] is not None
+    assert result["first_speech_token_ms"] == {"p50": None, "p95": None}
+    write_percentile_chart(tmp_path / "c.svg", "t", {s: result[s] for s in STAGES})
+    svg = (tmp_path / "c.svg").read_text()
+    assert svg.startswith("<svg") and svg.count("<rect") == len(STAGES)
