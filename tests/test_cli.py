@@ -53,5 +53,5 @@ def test_chat_bad_input_is_one_line_without_traceback(tmp_path, content):
 
 def test_chat_reports_missing_model_parts(tmp_path, capsys):
     write_wav(tmp_path / "q.wav", np.zeros(16000, dtype=np.float32))
-    assert main(["chat", str(tmp_path / "q.wav")]) == 2
+    assert main(["chat", str(tmp_path / "q.wav"), "--model", str(tmp_path / "half-trained")]) == 2
     assert "encoder.safetensors" in capsys.readouterr().err
