@@ -138,6 +138,22 @@ def test_a_replica_that_breaks_once_costs_a_retry_not_the_chunk():
     assert server.metrics.item_errors["encode"] == 1
 
 
+def test_a_user_leaving_between_batch_and_run_costs_nothing():
+    async def main():
+        replica = FakeReplica()
+        server = ModelServer([replica])
+        connection = await server.connect()
+        server.feed(connection, np.zeros(CHUNK_SAMPLES, np.float32))
+        batch = server.scheduler.next_batch()
+        server._idle.remove(replica)  # as the dispatcher does when it hands the batch out
+        server.disconnect(connection)
+        await server._run(replica, batch)
+        await server.stop()
+        return server.busy_replicas, replica.batch_sizes
+
+    assert asyncio.run(main()) == (0, [])
+
+
 class Exploding:
     """Wraps an LLM; `prefill` raises on the call numbered `at` (then behaves again)."""
 

@@ -165,10 +165,11 @@ class ModelServer:
             self._wake.clear()
 
     async def _run(self, replica: Replica, batch: list[WorkItem]) -> None:
-        pairs = [(item, self.store.get(item.session_id)) for item in batch]
-        self.metrics.batches[len(batch)] += 1
+        # a user may have left between the batch being taken and this task starting
+        pairs = [(item, self.store.get(item.session_id)) for item in batch if item.session_id in self.store]
+        self.metrics.batches[len(pairs)] += 1
         try:
-            results = await asyncio.get_running_loop().run_in_executor(self._pool, replica.run, pairs)
+            results = await asyncio.get_running_loop().run_in_executor(self._pool, replica.run, pairs) if pairs else []
         except Exception as error:  # the replica itself broke, not one item
             results = [Result(item, error=error, finished=self.clock()) for item in batch]
         finally:
