@@ -163,6 +163,19 @@ def test_a_bad_hello_is_refused_with_its_reason(engine, hello, code):
     assert close_code == 1008 and users == 0
 
 
+def test_a_client_that_never_says_hello_is_told_and_closed(engine, monkeypatch):
+    monkeypatch.setattr("freeze_omni.serving.app.HELLO_TIMEOUT_S", 0.2)
+
+    async def body(url, server):
+        socket = await raw(url)
+        message = await next_json(socket)
+        await asyncio.wait_for(socket.wait_closed(), 5.0)
+        return message, socket.close_code
+
+    message, code = run_server(engine, body)
+    assert (message["code"], message["fatal"], code) == ("bad_hello", True, 1008)
+
+
 def test_bad_frames_are_reported_and_the_session_goes_on(engine, words, references):
     async def body(url, server):
         socket = await raw(url, HELLO)

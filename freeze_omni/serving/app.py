@@ -70,9 +70,13 @@ def create_app(server: ModelServer, token: str | None = None) -> Starlette:
         except ServerFull as error:
             server.metrics.refused["server_full"] += 1
             return await _refuse(ws, error_message("server_full", str(error), fatal=True), TRY_AGAIN_LATER)
-        except (WebSocketDisconnect, asyncio.TimeoutError):
+        except WebSocketDisconnect:
             return
-        await ws.send_json(ready_message(connection.session_id, server.output_sample_rate))
+        try:
+            await ws.send_json(ready_message(connection.session_id, server.output_sample_rate))
+        except Exception:  # gone already: free the session
+            server.disconnect(connection, "client")
+            return
         await _serve(ws, server, connection)
 
     return Starlette(
@@ -92,7 +96,10 @@ async def _lifespan(server: ModelServer):
 
 
 async def _first_text(ws: WebSocket) -> str | None:
-    message = await asyncio.wait_for(ws.receive(), HELLO_TIMEOUT_S)
+    try:
+        message = await asyncio.wait_for(ws.receive(), HELLO_TIMEOUT_S)
+    except asyncio.TimeoutError:
+        raise ProtocolError("bad_hello", f"no hello within {HELLO_TIMEOUT_S:.0f} s", fatal=True) from None
     if message["type"] == "websocket.disconnect":
         raise WebSocketDisconnect(message.get("code", 1000))
     return message.get("text")
