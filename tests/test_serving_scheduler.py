@@ -58,6 +58,16 @@ def test_batches_group_one_kind_from_different_sessions():
     assert batches == [[("a", Kind.ENCODE, 0), ("b", Kind.ENCODE, 0)], [("c", Kind.ENCODE, 0), ("a", Kind.ENCODE, 1)]]
 
 
+def test_a_batch_can_be_limited_below_max_batch():
+    scheduler = Scheduler(max_batch=4)
+    for sid in "abc":
+        scheduler.open(sid)
+        scheduler.add_chunk(sid, CHUNK)
+    assert scheduler.ready_sessions == 3
+    assert [i.session_id for i in scheduler.next_batch(limit=2)] == ["a", "b"]
+    assert [i.session_id for i in scheduler.next_batch(limit=2)] == ["c"]
+
+
 def test_a_batch_never_mixes_kinds():
     scheduler = Scheduler(max_batch=4)
     for sid in "ab":

@@ -129,7 +129,7 @@ def percentiles(values: list[float]) -> dict[str, float | None]:
 
 async def run_level(replicas: list[Replica], questions: list[np.ndarray], references: list[str], users: int,
                     tail_s: float) -> LevelResult:
-    server = ModelServer(replicas, ServerLimits(max_users=users, max_batch=max(1, users // len(replicas))))
+    server = ModelServer(replicas, ServerLimits(max_users=users))
     async with serving(create_app(server)) as url:
         url = url.replace("http", "ws", 1) + "/ws"
 

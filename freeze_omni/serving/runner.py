@@ -156,8 +156,10 @@ class ModelServer:
     async def _dispatch(self) -> None:
         while True:
             while self._idle and self.scheduler.has_ready:
+                # share the ready work among the idle replicas rather than give it all to one
+                share = -(-self.scheduler.ready_sessions // len(self._idle))
                 replica = self._idle.pop()
-                batch = self.scheduler.next_batch()
+                batch = self.scheduler.next_batch(share)
                 task = asyncio.create_task(self._run(replica, batch))
                 self._running.add(task)
                 task.add_done_callback(self._running.discard)

@@ -98,13 +98,14 @@ class Scheduler:
         return item
 
     # ---- replicas ---------------------------------------------------------------------------
-    def next_batch(self) -> list[WorkItem]:
-        """Up to `max_batch` items of one kind from different sessions, the first from the session
-        that has waited longest; [] when nothing is ready. The sessions become busy."""
+    def next_batch(self, limit: int | None = None) -> list[WorkItem]:
+        """Up to `max_batch` (and `limit`) items of one kind from different sessions, the first from
+        the session that has waited longest; [] when nothing is ready. The sessions become busy."""
         if not self._line:
             return []
         kind = self._work[self._line[0]].next_kind()
-        chosen = [sid for sid in self._line if self._work[sid].next_kind() is kind][:self.max_batch]
+        size = self.max_batch if limit is None else max(1, min(limit, self.max_batch))
+        chosen = [sid for sid in self._line if self._work[sid].next_kind() is kind][:size]
         batch = []
         for sid in chosen:
             self._line.remove(sid)
@@ -142,6 +143,10 @@ class Scheduler:
     @property
     def has_ready(self) -> bool:
         return bool(self._line)
+
+    @property
+    def ready_sessions(self) -> int:
+        return len(self._line)
 
     def _ready(self, session_id: str) -> None:
         work = self._work[session_id]
