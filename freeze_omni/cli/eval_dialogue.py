@@ -11,16 +11,16 @@ from freeze_omni.eval.report import add_report_arguments, emit
 from freeze_omni.paths import DEFAULT_MODEL_DIR
 
 
-def load_engine(model_dir: Path, max_answer_tokens: int):
-    """A text-only turn engine on the bundle (greedy, as the typed baseline)."""
+def load_engine(model_dir: Path, max_answer_tokens: int, speech: bool):
+    """A greedy turn engine on the bundle; `speech=False` answers in text only."""
     from freeze_omni.audio.vad import SpeechDetector
     from freeze_omni.bundle import load_model
     from freeze_omni.dialogue import DialogueConfig, TurnEngine
 
-    model = load_model(model_dir)
+    model = load_model(model_dir, speech=speech)
     prompt = model.spec.system_prompt or DialogueConfig().system_prompt
     config = DialogueConfig(system_prompt=prompt, max_answer_tokens=max_answer_tokens)
-    return TurnEngine(model.speech_input, model.llm, model.state_head, SpeechDetector(), config=config)
+    return TurnEngine(model.speech_input, model.llm, model.state_head, SpeechDetector(), model.speaker, config=config)
 
 
 def run_spoken_qa(args: argparse.Namespace) -> int:
@@ -33,7 +33,7 @@ def run_spoken_qa(args: argparse.Namespace) -> int:
         qa_set = corpus_qa_set(corpus / "test.jsonl", data_dir() / "eval" / "spoken_qa_test.jsonl", args.limit)
         print(f"QA set: quiz questions of {corpus}/test.jsonl -> {qa_set}", file=sys.stderr)
     items = read_qa_set(qa_set)[: args.limit]
-    engine = load_engine(args.model, args.max_tokens)
+    engine = load_engine(args.model, args.max_tokens, speech=False)
     result = evaluate_spoken_qa(engine, items, args.max_tokens, log=lambda m: print(m, file=sys.stderr))
     emit({**result, "qa_set": str(qa_set), "model": str(args.model)}, args, "Spoken QA vs typed QA")
     return 0
@@ -46,7 +46,7 @@ def run_duplex(args: argparse.Namespace) -> int:
 
     manifest = args.manifest or data_dir() / "corpus" / "default" / "test.jsonl"
     cases = build_cases(read_turn_utterances(manifest), args.requests, args.seed)
-    engine = load_engine(args.model, args.max_tokens)
+    engine = load_engine(args.model, args.max_tokens, speech=True)
     result = evaluate_duplex(engine, cases, log=lambda m: print(m, file=sys.stderr))
     emit({**result, "manifest": str(manifest), "model": str(args.model)}, args, "Duplex behaviour")
     return 0
@@ -71,7 +71,7 @@ def run_latency(args: argparse.Namespace) -> int:
         audio = read_audio(u.audio)
         padded = np.concatenate([np.zeros(int(lead * 16000), np.float32), audio])
         cases.append(LatencyCase(padded[: math.ceil((lead + u.speech_end) * 16000)], lead + u.speech_end))
-    engine = load_engine(args.model, args.max_tokens)
+    engine = load_engine(args.model, args.max_tokens, speech=True)
     result = evaluate_latency(engine, cases, log=lambda m: print(m, file=sys.stderr))
     result = {"first_packet_ms": result.pop("first_packet_ms"), **result, "model": str(args.model)}
     if args.report:

@@ -84,5 +84,6 @@ def load_replicas(model_dir, count: int, temperature: float = 0.0) -> list[Repli
     for i in range(count):
         parts = (model.speech_input, model.llm, model.state_head) if i == 0 else copy.deepcopy(
             (model.speech_input, model.llm, model.state_head))
-        replicas.append(Replica(TurnEngine(*parts, detector, config=config), f"replica-{i}"))
+        # one speaker for all: it keeps no per-call state and its ONNX sessions are thread-safe
+        replicas.append(Replica(TurnEngine(*parts, detector, model.speaker, config=config), f"replica-{i}"))
     return replicas
