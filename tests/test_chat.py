@@ -10,6 +10,7 @@ from dialogue_support import ANSWER, IGNORE, AnswerAfterSpeech, conversation, fo
 from freeze_omni.audio.io import write_wav
 from freeze_omni.audio.vad import SpeechDetector
 from freeze_omni.bundle import load_model, missing_parts, save_model
+from freeze_omni.dialogue.speaker import TextOnlySpeaker
 from freeze_omni.cli import main
 from freeze_omni.dialogue import TurnEngine
 from freeze_omni.dialogue.replay import replay
@@ -27,6 +28,9 @@ def test_bundle_round_trip_keeps_every_weight(tmp_path, speech_input, llm):
     for name, value in speech_input.state_dict().items():
         torch.testing.assert_close(loaded.speech_input.state_dict()[name], value.half().float())
     torch.testing.assert_close(loaded.state_head.proj.bias, head.proj.bias)
+    assert isinstance(loaded.speaker, TextOnlySpeaker)  # no decoder in this bundle: text answers
+    (tmp_path / "decoder.safetensors").write_bytes(b"")  # half of speech out is not speech out
+    assert isinstance(load_model(tmp_path, llm=llm).speaker, TextOnlySpeaker)
     (tmp_path / "state_head.safetensors").unlink()
     with pytest.raises(ModelNotFoundError, match="state_head"):
         load_model(tmp_path, llm=llm)
