@@ -26,10 +26,15 @@ def _decoder(llm_hidden: int) -> SpeechDecoder:
     model = SpeechDecoder(DecoderConfig(codes=CODES, phoneme_symbols=shared_phonemizer().symbols,
                                         llm_hidden=llm_hidden, dim=16, heads=2, encoder_layers=1,
                                         decoder_layers=1, prefix_layers=1, dropout=0.0)).eval()
-    with torch.no_grad():
-        model.decoder.head.weight.zero_()
-        model.decoder.head.bias.zero_()
-        model.decoder.head.bias[[3, CODES, CODES + 1]] = 5.0
+    head = model.decoder.head
+    with torch.no_grad():  # code 3 scores 0.5 * |v|^2 = 5, the rest 0; ADVANCE and STOP 5
+        vector = torch.full((head.codebook.shape[1],), (10.0 / head.codebook.shape[1]) ** 0.5)
+        head.codebook.zero_()
+        head.codebook[3] = vector
+        head.query.weight.zero_()
+        head.query.bias.copy_(vector)
+        head.control.weight.zero_()
+        head.control.bias.fill_(5.0)
     return model
 
 

@@ -57,15 +57,16 @@ def test_tts_stage_trains_evaluates_resumes_and_exports(tmp_path, codec):
     path = export_tts(tmp_path / "run", tmp_path / "decoder.safetensors")
     model = load_decoder(path)
     checkpoint = torch.load(tmp_path / "run" / "last.pt", weights_only=False)["model"]
-    weight = checkpoint["decoder.decoder.head.weight"]
-    assert torch.allclose(model.decoder.head.weight, weight.half().float())
+    weight = checkpoint["decoder.decoder.head.query.weight"]
+    assert torch.allclose(model.decoder.head.query.weight, weight.half().float())
+    assert torch.allclose(model.decoder.head.codebook, codec.codebook.half().float())  # the codec it speaks
 
 
 def test_prefix_stage_trains_only_the_prefix(tmp_path, codec):
     hf_model, tokenizer = tiny_hf_model("llama")
     llm = FrozenLLM.from_hf_model(hf_model, tokenizer)
     torch.manual_seed(0)
-    base = SpeechDecoder(DecoderConfig(codes=codec.config.codes, phoneme_symbols=shared_phonemizer().symbols,
+    base = SpeechDecoder(DecoderConfig(codes=codec.config.codes, code_dim=codec.config.vector_dim, phoneme_symbols=shared_phonemizer().symbols,
                                        llm_hidden=llm.hidden_size, **TINY))
     base_path = save_decoder(base, tmp_path / "base.safetensors")
     settings = DecoderPrefixSettings(decoder=str(base_path), questions=2, eval_questions=1, max_batch_symbols=600,
@@ -78,8 +79,9 @@ def test_prefix_stage_trains_only_the_prefix(tmp_path, codec):
     result = train(stage, config)
     assert set(result["eval"]) == {"wer", "cer", "wer_no_prefix", "cer_no_prefix"}
     saved = torch.load(tmp_path / "run" / "last.pt", weights_only=False)["model"]
-    assert saved and all(k.startswith("decoder.prefix.") for k in saved)  # frozen parts are not saved
+    frozen = [k for k in saved if not k.startswith("decoder.prefix.")]
+    assert frozen == ["decoder.decoder.head.codebook"]  # frozen weights are not saved (a buffer is)
     trained = export_prefix(tmp_path / "run", base_path, tmp_path / "decoder.safetensors")
     model, before = load_decoder(trained), load_decoder(base_path)
-    assert torch.equal(model.decoder.head.weight, before.decoder.head.weight)
+    assert torch.equal(model.decoder.head.query.weight, before.decoder.head.query.weight)
     assert not torch.equal(model.prefix.values.weight, before.prefix.values.weight)

@@ -26,6 +26,7 @@ from freeze_omni.decoder.layers import KV, Block, RMSNorm
 @dataclass(frozen=True)
 class DecoderConfig:
     codes: int = 4096  # codec vocabulary (from the codec's config)
+    code_dim: int = 384  # size of one codebook vector (the codec's stack * latent dim)
     phoneme_symbols: int = 256  # Piper's num_symbols
     llm_hidden: int = 576  # hidden size of the LLM the prefix decoder reads
     dim: int = 192
@@ -36,6 +37,9 @@ class DecoderConfig:
     max_count: int = 31  # count embeddings; longer phonemes share the last one
     dropout: float = 0.1
     prefix_bias: float = -2.0  # initial attention bias on prefix keys: starts close to no prefix
+    # initial code-logit scale (log): the default codebook's nearest codes lie ~13 apart (squared),
+    # so exp(-2) = 0.135 puts neighbours ~1 logit apart
+    code_log_scale: float = -2.0
 
     @property
     def vocab(self) -> Vocab:
@@ -115,21 +119,45 @@ class Prefix:
         return torch.cat([pre, own.expand(pre.shape[0], -1, -1, -1)], -1)
 
 
+class CodebookHead(nn.Module):
+    """Code logits from the codec's geometry: the decoder regresses a codebook vector q and a code's
+    logit is -scale/2 * |q - code|^2 (up to a per-row constant). Codes near the right one score
+    high, so an imperfect guess still sounds close, and all 4096 codes learn from every target
+    through one shared regression instead of one output row each. ADVANCE and STOP are plain logits.
+    The codebook (the codec's, fixed) is a buffer, so the decoder file says which codec it speaks."""
+
+    def __init__(self, config: DecoderConfig) -> None:
+        super().__init__()
+        self.query = nn.Linear(config.dim, config.code_dim)
+        self.control = nn.Linear(config.dim, 2)
+        self.log_scale = nn.Parameter(torch.tensor(config.code_log_scale))
+        self.register_buffer("codebook", torch.zeros(config.codes, config.code_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q = self.query(x)
+        codes = (q @ self.codebook.T - 0.5 * (self.codebook * self.codebook).sum(-1)) * self.log_scale.exp()
+        return torch.cat([codes, self.control(x)], -1)
+
+
 class ARDecoder(nn.Module):
     def __init__(self, config: DecoderConfig) -> None:
         super().__init__()
         self.config = config
         vocab = config.vocab
         self.symbols = nn.Embedding(vocab.inputs, config.dim)
+        self.code_input = nn.Linear(config.code_dim, config.dim, bias=False)  # the previous code's vector
         self.counts = nn.Embedding(config.max_count + 1, config.dim)
         self.read = nn.Linear(config.dim, config.dim)
         self.blocks = nn.ModuleList(Block(config.dim, config.heads, config.dropout) for _ in range(config.decoder_layers))
         self.norm = RMSNorm(config.dim)
-        self.head = nn.Linear(config.dim, vocab.outputs)
+        self.head = CodebookHead(config)
 
     def embed(self, inputs: torch.Tensor, states: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
         """previous symbols [b, t], the encoder states at the pointer [b, t, dim], counts [b, t]."""
-        return self.symbols(inputs) + self.read(states) + self.counts(count.clamp_max(self.config.max_count))
+        codebook = self.head.codebook
+        vectors = codebook[inputs.clamp_max(codebook.shape[0] - 1)] * (inputs < codebook.shape[0])[..., None]
+        return (self.symbols(inputs) + self.code_input(vectors) + self.read(states)
+                + self.counts(count.clamp_max(self.config.max_count)))
 
     def forward(self, inputs: torch.Tensor, pointer: torch.Tensor, count: torch.Tensor,
                 encoded: torch.Tensor, prefix: Prefix | None = None) -> torch.Tensor:
@@ -163,12 +191,14 @@ class ARDecoder(nn.Module):
 class SpeechDecoder(nn.Module):
     """Everything the decoder weights file holds; stateless between calls (state lives in DecoderState)."""
 
-    def __init__(self, config: DecoderConfig) -> None:
+    def __init__(self, config: DecoderConfig, codebook: torch.Tensor | None = None) -> None:
         super().__init__()
         self.config = config
         self.encoder = PhonemeEncoder(config)
         self.prefix = NARPrefix(config)
         self.decoder = ARDecoder(config)
+        if codebook is not None:
+            self.decoder.head.codebook.copy_(codebook)
 
     def make_prefix(self, hidden: torch.Tensor, lengths: torch.Tensor) -> Prefix:
         return Prefix(self.prefix(hidden, lengths), padding_mask(lengths, hidden.shape[1]), self.prefix.bias)

@@ -56,7 +56,7 @@ class DecoderTTSSettings:
     def decoder_config(self, codec: Codec, llm_hidden: int = 576) -> DecoderConfig:
         from freeze_omni.decoder.phonemes import shared_phonemizer
 
-        return DecoderConfig(codes=codec.config.codes, phoneme_symbols=shared_phonemizer().symbols,
+        return DecoderConfig(codes=codec.config.codes, code_dim=codec.config.vector_dim, phoneme_symbols=shared_phonemizer().symbols,
                              llm_hidden=llm_hidden, dim=self.dim, heads=self.heads,
                              encoder_layers=self.encoder_layers, decoder_layers=self.decoder_layers,
                              prefix_layers=self.prefix_layers, dropout=self.dropout)
@@ -113,7 +113,7 @@ class DecoderTTSStage:
         self.vocab = settings.decoder_config(self.codec).vocab
         self.lengths = [len(t) + len(i) for t, i in zip(self.data.tokens, self.data.ids)]
         self.eval_texts = tts_texts("dev", settings.eval_sentences, settings.seed)
-        self.module = DecoderTTSModel(SpeechDecoder(settings.decoder_config(self.codec)))
+        self.module = DecoderTTSModel(SpeechDecoder(settings.decoder_config(self.codec), self.codec.codebook))
 
     def plan(self, epoch: int, seed: int) -> list[list[int]]:
         return length_batches(self.lengths, self.settings.max_batch_symbols, random.Random(f"{seed}-{epoch}"))
