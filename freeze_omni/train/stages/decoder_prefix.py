@@ -43,6 +43,9 @@ class DecoderPrefixSettings:
     max_batch_symbols: int = 4000
     data: str = ""  # "" = DATA/decoder/prefix
     seed: int = 0
+    # torch threads while the LLM writes the answers: the stage is built before the loop applies
+    # [train] threads, and two threads on busy cores run many times slower than one
+    data_threads: int = 1
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> DecoderPrefixSettings:
@@ -75,6 +78,8 @@ class DecoderPrefixStage:
         from freeze_omni.llm import FrozenLLM
 
         self.settings = settings
+        if settings.data_threads:
+            torch.set_num_threads(settings.data_threads)
         self.codec = codec or (Codec.load(settings.codec) if settings.codec else Codec.load())
         decoder = load_decoder(settings.decoder or DEFAULT_DECODER_PATH)
         llm = llm or FrozenLLM.load(settings.llm or None, dtype=getattr(torch, settings.llm_dtype))

@@ -39,6 +39,9 @@ class DecoderTTSSettings:
     codec: str = ""  # codec weights; "" = the default model's
     data: str = ""  # token shards; "" = DATA/decoder/tokens
     seed: int = 0
+    # torch threads while the tokens are built (codec nearest-code search): the stage is built
+    # before the loop applies [train] threads, and two threads on busy cores run many times slower
+    data_threads: int = 1
     dim: int = 192
     heads: int = 4
     encoder_layers: int = 3
@@ -105,6 +108,8 @@ def length_batches(lengths: list[int], budget: int, rng: random.Random) -> list[
 class DecoderTTSStage:
     def __init__(self, settings: DecoderTTSSettings, codec: Codec | None = None) -> None:
         self.settings = settings
+        if settings.data_threads:
+            torch.set_num_threads(settings.data_threads)
         self.codec = codec or (Codec.load(settings.codec) if settings.codec else Codec.load())
         folder = data_dir() / "decoder" / "tokens" if not settings.data else Path(settings.data)
         texts = tts_texts("train", settings.texts, settings.seed)
