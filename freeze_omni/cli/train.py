@@ -70,7 +70,7 @@ def export_model(args: argparse.Namespace) -> int:
     from freeze_omni.paths import DEFAULT_MODEL_DIR, data_dir
     from freeze_omni.train.stages.encoder_qa import export_bundle
 
-    run = Path(args.run) if args.run else data_dir() / "runs" / "encoder-qa"
+    run = Path(args.run_dir) if args.run_dir else data_dir() / "runs" / "encoder-qa"
     out = Path(args.out) if args.out else DEFAULT_MODEL_DIR
     export_bundle(run / "last.pt", out)
     print(json.dumps({"checkpoint": str(run / "last.pt"), "model_dir": str(out)}))
@@ -89,7 +89,8 @@ def register(commands) -> None:
         sub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a [stage] setting")
         sub.add_argument("--device", default="cpu")
     sub = add_leaf(stages, "export", "write the model bundle (fp16) from the last input-stage-3 run", export_model)
-    sub.add_argument("--run", help="encoder-qa run folder (default: $FREEZE_OMNI_DATA/runs/encoder-qa)")
+    sub.add_argument("--from", dest="run_dir", metavar="RUN_DIR",
+                     help="encoder-qa run folder (default: $FREEZE_OMNI_DATA/runs/encoder-qa)")
     sub.add_argument("--out", help="model folder to write (default: the packaged default model)")
     from freeze_omni.cli import train_codec
 
