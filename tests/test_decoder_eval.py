@@ -35,6 +35,7 @@ def _decoder(llm_hidden: int) -> SpeechDecoder:
         head.query.bias.copy_(vector)
         head.control.weight.zero_()
         head.control.bias.fill_(5.0)
+        head.log_scale.zero_()
     return model
 
 

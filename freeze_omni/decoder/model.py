@@ -132,10 +132,19 @@ class CodebookHead(nn.Module):
         self.control = nn.Linear(config.dim, 2)
         self.log_scale = nn.Parameter(torch.tensor(config.code_log_scale))
         self.register_buffer("codebook", torch.zeros(config.codes, config.code_dim))
+        self._half_norms: tuple[tuple[int, int], torch.Tensor] | None = None
+
+    def half_norms(self) -> torch.Tensor:
+        """|code|^2 / 2 per code, recomputed only when the codebook changes (it is fixed while
+        decoding, and recomputing it cost more than the rest of a step)."""
+        key = (id(self.codebook), self.codebook._version)
+        if self._half_norms is None or self._half_norms[0] != key:
+            self._half_norms = (key, 0.5 * (self.codebook * self.codebook).sum(-1))
+        return self._half_norms[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q = self.query(x)
-        codes = (q @ self.codebook.T - 0.5 * (self.codebook * self.codebook).sum(-1)) * self.log_scale.exp()
+        codes = (q @ self.codebook.T - self.half_norms()) * self.log_scale.exp()
         return torch.cat([codes, self.control(x)], -1)
 
 
