@@ -1,21 +1,26 @@
 """`freeze-omni chat` on a model folder written by `bundle.save_model` (tiny random parts)."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
 
 from conftest import tiny_hf_model
 from dialogue_support import ANSWER, IGNORE, AnswerAfterSpeech, conversation, forced_head, printable_llm, silence
-from freeze_omni.audio.io import write_wav
+from freeze_omni.audio.io import read_audio, write_wav
 from freeze_omni.audio.vad import SpeechDetector
-from freeze_omni.bundle import load_model, missing_parts, save_model
-from freeze_omni.dialogue.speaker import TextOnlySpeaker
+from freeze_omni.bundle import has_speech_out, load_model, missing_parts, save_model
 from freeze_omni.cli import main
 from freeze_omni.dialogue import TurnEngine
 from freeze_omni.dialogue.replay import replay
 from freeze_omni.errors import ModelNotFoundError
+from freeze_omni.dialogue.speaker import TextOnlySpeaker
 from freeze_omni.llm import FrozenLLM
+from freeze_omni.paths import DEFAULT_MODEL_DIR, PACKAGE_DIR
+
+EXAMPLE = PACKAGE_DIR / "examples" / "question.wav"
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -71,3 +76,18 @@ def test_chat_cli_prints_the_documented_json_for_a_saved_model(tmp_path, monkeyp
     assert set(turn) == {"request", "answer", "interrupted", "state_events", "latency_ms", "answer_wav"}
     assert turn["answer_wav"] is None  # text-only answers until the speech decoder exists
     assert turn["state_events"][-1]["state"] == "answer" and isinstance(turn["answer"], str)
+
+
+@pytest.mark.slow
+def test_the_shipped_model_answers_the_bundled_question(tmp_path):
+    """`make demo`: the default bundle hears the example question, decides the turn is over and answers."""
+    out = tmp_path / "answer.wav"
+    result = subprocess.run([sys.executable, "-m", "freeze_omni", "chat", str(EXAMPLE), "-o", str(out), "--json"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    (turn,) = json.loads(result.stdout)["turns"]
+    assert turn["answer"].strip() and turn["state_events"][-1]["state"] == "answer"
+    assert 0 < turn["latency_ms"]["state_decision"] < 1000  # on the input clock, after the end of speech
+    if has_speech_out(DEFAULT_MODEL_DIR):
+        audio = read_audio(out)
+        assert turn["answer_wav"] == str(out) and audio.size > 16000 * 0.5
