@@ -87,7 +87,6 @@ def test_the_shipped_model_answers_the_bundled_question(tmp_path):
     assert result.returncode == 0, result.stderr
     (turn,) = json.loads(result.stdout)["turns"]
     assert turn["answer"].strip() and turn["state_events"][-1]["state"] == "answer"
-    assert 0 < turn["latency_ms"]["state_decision"] < 1000  # on the input clock, after the end of speech
     if has_speech_out(DEFAULT_MODEL_DIR):
         audio = read_audio(out)
         assert turn["answer_wav"] == str(out) and audio.size > 16000 * 0.5
