@@ -93,14 +93,14 @@ def load_model(model_dir: Path, device: torch.device | str = "cpu", llm: FrozenL
     state_head = StateHead(llm.hidden_size)
     state_head.load_state_dict(_load(model_dir / "state_head.safetensors"))
     return LoadedModel(spec, speech_input.to(device).eval(), llm, state_head.to(device).eval(),
-                       load_speaker(model_dir, device) if speech else TextOnlySpeaker())
+                       load_speaker(model_dir, llm.hidden_size, device) if speech else TextOnlySpeaker())
 
 
 def has_speech_out(model_dir: Path) -> bool:
     return all((model_dir / name).is_file() for name in SPEECH_OUT)
 
 
-def load_speaker(model_dir: Path, device: torch.device | str = "cpu") -> Speaker:
+def load_speaker(model_dir: Path, llm_hidden_size: int, device: torch.device | str = "cpu") -> Speaker:
     """The bundle's speech decoder + codec as the dialogue's speaker, or text only without them."""
     if not has_speech_out(model_dir):
         return TextOnlySpeaker()
@@ -108,8 +108,11 @@ def load_speaker(model_dir: Path, device: torch.device | str = "cpu") -> Speaker
     from freeze_omni.decoder.speaker import DecoderSpeaker
     from freeze_omni.decoder.weights import load_decoder
 
-    return DecoderSpeaker(load_decoder(model_dir / "decoder.safetensors", device=device),
-                          Codec.load(model_dir / "codec.safetensors"))
+    decoder = load_decoder(model_dir / "decoder.safetensors", device=device)
+    if decoder.config.llm_hidden != llm_hidden_size:
+        raise FreezeOmniError(f"{model_dir}/decoder.safetensors reads LLM hidden states of width "
+                              f"{decoder.config.llm_hidden}, but the LLM's are {llm_hidden_size} wide")
+    return DecoderSpeaker(decoder, Codec.load(model_dir / "codec.safetensors"))
 
 
 def _save(path: Path, state: dict[str, torch.Tensor]) -> None:
