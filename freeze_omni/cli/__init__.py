@@ -21,16 +21,6 @@ class CommandParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def pending(owner: str):
-    """Handler for a subcommand whose implementation lands with another issue."""
-
-    def run(args: argparse.Namespace) -> int:
-        print(f"{args.prog}: not available yet ({owner})", file=sys.stderr)
-        return 2
-
-    return run
-
-
 def build_parser() -> CommandParser:
     from freeze_omni.cli import bench, chat, data, evaluate, say, serve, train
 

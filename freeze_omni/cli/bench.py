@@ -1,9 +1,6 @@
 """`freeze-omni bench ...`: speed measurements on this machine."""
 
-from freeze_omni.cli import add_group, add_leaf, pending
-
-PENDING = {
-}
+from freeze_omni.cli import add_group
 
 
 def register(commands) -> None:
@@ -14,5 +11,3 @@ def register(commands) -> None:
     bench_encoder.register(subs)
     bench_serve.register(subs)
     bench_speech_out.register(subs)
-    for name, (help, owner) in PENDING.items():
-        add_leaf(subs, name, help, pending(f"lands with {owner}"))

@@ -12,7 +12,7 @@ import json
 import tomllib
 from pathlib import Path
 
-from freeze_omni.cli import add_group, add_leaf, pending
+from freeze_omni.cli import add_group, add_leaf
 from freeze_omni.errors import FreezeOmniError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "train" / "configs"
@@ -29,10 +29,6 @@ STAGES = {
     "decoder-prefix": ("output stage 3: NAR prefix decoder on LLM hidden states",
                        "freeze_omni.train.stages.decoder_prefix", "DecoderPrefix"),
 }
-PENDING = {
-}
-
-
 def parse_assignment(text: str) -> tuple[str, object]:
     """`key=value` with a TOML value (`max_chunk=8`, `init="scratch"`; bare words become strings)."""
     key, sep, value = text.partition("=")
@@ -95,5 +91,3 @@ def register(commands) -> None:
     from freeze_omni.cli import train_codec
 
     train_codec.register(stages)
-    for name, (help, owner) in PENDING.items():
-        add_leaf(stages, name, help, pending(f"lands with {owner}"))

@@ -14,10 +14,7 @@ from freeze_omni.dialogue.phrases import ends_phrase
 from freeze_omni.dialogue.speaker import Phrase
 from freeze_omni.dialogue.turn import DEFAULT_SYSTEM_PROMPT
 from freeze_omni.llm import FrozenLLM
-
-
-def _prompt(llm: FrozenLLM, question: str, system_prompt: str) -> list[int]:
-    return llm.template.system(llm.tokenizer, system_prompt) + llm.template.user_turn(llm.tokenizer, question)
+from freeze_omni.llm.greedy import typed_request
 
 
 def cut_phrases(llm: FrozenLLM, tokens: list[int], hidden: list[torch.Tensor]) -> list[Phrase]:
@@ -40,7 +37,7 @@ def cut_phrases(llm: FrozenLLM, tokens: list[int], hidden: list[torch.Tensor]) -
 def answer_phrases(llm: FrozenLLM, question: str, max_tokens: int = 48,
                    system_prompt: str = DEFAULT_SYSTEM_PROMPT) -> list[Phrase]:
     tokens, hidden = [], []
-    for token, state in llm.generate(_prompt(llm, question, system_prompt), llm.new_cache(), max_new_tokens=max_tokens):
+    for token, state in llm.generate(typed_request(llm, system_prompt, question), llm.new_cache(), max_new_tokens=max_tokens):
         if token in llm.stop_ids:
             break
         tokens.append(token)
@@ -52,7 +49,7 @@ def answer_phrases(llm: FrozenLLM, question: str, max_tokens: int = 48,
 def read_as_answer(llm: FrozenLLM, text: str, question: str = "Please say something.",
                    system_prompt: str = DEFAULT_SYSTEM_PROMPT) -> Phrase:
     """`text` as one phrase, with the hidden states the LLM has while reading it as its answer."""
-    prompt = _prompt(llm, question, system_prompt)
+    prompt = typed_request(llm, system_prompt, question)
     tokens = llm.tokenizer.encode(text, add_special_tokens=False)
     hidden = llm(llm.embed_ids(prompt + tokens))[0, len(prompt):]
     return Phrase(text=text, token_ids=tokens, hidden=hidden.float(), index=0)
