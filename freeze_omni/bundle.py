@@ -112,7 +112,10 @@ def load_speaker(model_dir: Path, llm_hidden_size: int, device: torch.device | s
     if decoder.config.llm_hidden != llm_hidden_size:
         raise FreezeOmniError(f"{model_dir}/decoder.safetensors reads LLM hidden states of width "
                               f"{decoder.config.llm_hidden}, but the LLM's are {llm_hidden_size} wide")
-    return DecoderSpeaker(decoder, Codec.load(model_dir / "codec.safetensors"))
+    codec = Codec.load(model_dir / "codec.safetensors")
+    if not torch.equal(decoder.decoder.head.codebook.cpu().half(), codec.codebook.half()):
+        raise FreezeOmniError(f"{model_dir}: decoder.safetensors was trained for another codec than codec.safetensors")
+    return DecoderSpeaker(decoder, codec)
 
 
 def _save(path: Path, state: dict[str, torch.Tensor]) -> None:

@@ -1,6 +1,7 @@
 """`freeze-omni chat` on a model folder written by `bundle.save_model` (tiny random parts)."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -11,11 +12,12 @@ from conftest import tiny_hf_model
 from dialogue_support import ANSWER, IGNORE, AnswerAfterSpeech, conversation, forced_head, printable_llm, silence
 from freeze_omni.audio.io import read_audio, write_wav
 from freeze_omni.audio.vad import SpeechDetector
-from freeze_omni.bundle import has_speech_out, load_model, missing_parts, save_model
+from freeze_omni.bundle import has_speech_out, load_model, load_speaker, missing_parts, save_model
 from freeze_omni.cli import main
 from freeze_omni.dialogue import TurnEngine
 from freeze_omni.dialogue.replay import replay
-from freeze_omni.errors import ModelNotFoundError
+from freeze_omni.codec.model import Codec
+from freeze_omni.errors import FreezeOmniError, ModelNotFoundError
 from freeze_omni.dialogue.speaker import TextOnlySpeaker
 from freeze_omni.llm import FrozenLLM
 from freeze_omni.paths import DEFAULT_MODEL_DIR, PACKAGE_DIR
@@ -90,3 +92,16 @@ def test_the_shipped_model_answers_the_bundled_question(tmp_path):
     if has_speech_out(DEFAULT_MODEL_DIR):
         audio = read_audio(out)
         assert turn["answer_wav"] == str(out) and audio.size > 16000 * 0.5
+
+
+def test_speech_out_must_fit_the_llm_and_the_codec(tmp_path):
+    """A decoder speaks one codec and reads one LLM width; a mismatched bundle is refused at load."""
+    shutil.copy(DEFAULT_MODEL_DIR / "decoder.safetensors", tmp_path)
+    shutil.copy(DEFAULT_MODEL_DIR / "codec.safetensors", tmp_path)
+    assert not isinstance(load_speaker(tmp_path, 576), TextOnlySpeaker)
+    with pytest.raises(FreezeOmniError, match="576"):
+        load_speaker(tmp_path, 32)
+    codec = Codec.load(tmp_path / "codec.safetensors")
+    Codec(codec.codebook.flip(0), codec.config, codec.log_scales).save(tmp_path / "codec.safetensors")
+    with pytest.raises(FreezeOmniError, match="another codec"):
+        load_speaker(tmp_path, 576)
