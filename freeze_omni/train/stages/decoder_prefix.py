@@ -9,7 +9,7 @@ next to the same phrases without it.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +26,13 @@ from freeze_omni.decoder.sampling import SamplingConfig
 from freeze_omni.decoder.speech import synthesize
 from freeze_omni.decoder.weights import DEFAULT_DECODER_PATH, load_decoder
 from freeze_omni.errors import FreezeOmniError
+from freeze_omni.train.config import StageSettings
 from freeze_omni.paths import data_dir
 from freeze_omni.train.stages.decoder_tts import length_batches, symbol_loss
 
 
 @dataclass
-class DecoderPrefixSettings:
+class DecoderPrefixSettings(StageSettings):
     decoder: str = ""  # decoder weights from stage 2; "" = the default model's decoder.safetensors
     codec: str = ""
     llm: str = ""  # HF directory or .gguf; "" = the default backbone
@@ -46,13 +47,6 @@ class DecoderPrefixSettings:
     # torch threads while the LLM writes the answers: the stage is built before the loop applies
     # [train] threads, and two threads on busy cores run many times slower than one
     data_threads: int = 1
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> DecoderPrefixSettings:
-        unknown = sorted(set(raw) - {f.name for f in fields(cls)})
-        if unknown:
-            raise FreezeOmniError(f"unknown [stage] settings for {cls.__name__}: {', '.join(unknown)}")
-        return cls(**raw)
 
 
 class DecoderPrefixModel(nn.Module):

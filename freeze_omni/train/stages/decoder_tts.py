@@ -10,7 +10,7 @@ Evaluation: reference-ASR WER of whole held-out (dev) sentences the decoder spea
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +25,12 @@ from freeze_omni.decoder.dataset import TokenSet, build_tokens, stderr_log, tts_
 from freeze_omni.decoder.model import DecoderConfig, SpeechDecoder
 from freeze_omni.decoder.sampling import SamplingConfig
 from freeze_omni.decoder.speech import synthesize
-from freeze_omni.errors import FreezeOmniError
+from freeze_omni.train.config import StageSettings
 from freeze_omni.paths import data_dir
 
 
 @dataclass
-class DecoderTTSSettings:
+class DecoderTTSSettings(StageSettings):
     texts: int = 12000  # train-split texts spoken by Piper
     eval_sentences: int = 24  # dev texts for the held-out WER
     eval_top_k: int = 2
@@ -48,13 +48,6 @@ class DecoderTTSSettings:
     decoder_layers: int = 3
     prefix_layers: int = 2
     dropout: float = 0.1
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> DecoderTTSSettings:
-        unknown = sorted(set(raw) - {f.name for f in fields(cls)})
-        if unknown:
-            raise FreezeOmniError(f"unknown [stage] settings for {cls.__name__}: {', '.join(unknown)}")
-        return cls(**raw)
 
     def decoder_config(self, codec: Codec, llm_hidden: int = 576) -> DecoderConfig:
         from freeze_omni.decoder.phonemes import shared_phonemizer
