@@ -26,6 +26,7 @@ from freeze_omni.audio.io import read_audio
 from freeze_omni.dialogue.events import AnswerAudio, AnswerFinished, AnswerStarted, Event, Interrupted
 from freeze_omni.dialogue.replay import replay
 from freeze_omni.dialogue.turn import TurnEngine
+from freeze_omni.eval.report import percentiles
 from freeze_omni.train.turns import (
     CHUNK_SECONDS, IGNORE_KINDS, REQUEST_KINDS, TurnPlan, Utterance, turn_audio,
 )
@@ -81,12 +82,6 @@ def build_cases(utterances: Sequence[Utterance], n: int, seed: int = 0) -> list[
     return cases
 
 
-def _percentiles(values: list[float]) -> dict[str, float | None]:
-    if not values:
-        return {"p50": None, "p95": None}
-    return {"p50": float(np.percentile(values, 50)), "p95": float(np.percentile(values, 95))}
-
-
 def evaluate_duplex(engine: TurnEngine, cases: Sequence[DuplexCase],
                     log: Callable[[str], None] = print) -> dict:
     delays, missed, early, false_answers, not_meant, stops, barge_ins, rows = [], 0, 0, 0, 0, [], 0, []
@@ -115,11 +110,11 @@ def evaluate_duplex(engine: TurnEngine, cases: Sequence[DuplexCase],
         rows.append(row)
         log(f"[{number}/{len(cases)}] {case.kind}: answers {len(started)}, figure {row['figure_ms']}")
     n_requests = sum(c.kind == "request" for c in cases)
-    return {"end_of_turn_delay_ms": _percentiles(delays),
+    return {"end_of_turn_delay_ms": percentiles(delays),
             "false_answer_rate": false_answers / not_meant if not_meant else None,
             "missed_request_rate": missed / n_requests if n_requests else None,
             "early_answer_rate": early / n_requests if n_requests else None,
-            "barge_in_stop_ms": _percentiles(stops), "barge_ins_tested": barge_ins,
+            "barge_in_stop_ms": percentiles(stops), "barge_ins_tested": barge_ins,
             "barge_ins_stopped": len(stops), "n": len(cases), "items": rows}
 
 

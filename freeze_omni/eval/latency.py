@@ -21,6 +21,7 @@ import numpy as np
 
 from freeze_omni.dialogue.events import AnswerAudio, AnswerText, StateDecision, TurnIgnored
 from freeze_omni.dialogue.turn import CHUNK_SAMPLES, TurnEngine
+from freeze_omni.eval.report import percentiles
 from freeze_omni.llm.state_head import DialogueState
 
 CHUNK_S = CHUNK_SAMPLES / 16000
@@ -65,12 +66,6 @@ def measure_turn(engine: TurnEngine, case: LatencyCase, max_wait_s: float = 5.0,
     return {stage: (marks[stage] - end) * 1000 if stage in marks else None for stage in STAGES}
 
 
-def _percentiles(values: list[float]) -> dict[str, float | None]:
-    if not values:
-        return {"p50": None, "p95": None}
-    return {"p50": float(np.percentile(values, 50)), "p95": float(np.percentile(values, 95))}
-
-
 def evaluate_latency(engine: TurnEngine, cases: Sequence[LatencyCase], log: Callable[[str], None] = print) -> dict:
     turns = []
     for number, case in enumerate(cases, start=1):
@@ -78,8 +73,8 @@ def evaluate_latency(engine: TurnEngine, cases: Sequence[LatencyCase], log: Call
         turns.append(figures)
         log(f"[{number}/{len(cases)}] " + ", ".join(f"{k} {v:.0f}" if v is not None else f"{k} -" for k, v in
                                                    figures.items()))
-    result = {stage: _percentiles([t[stage] for t in turns if t[stage] is not None]) for stage in STAGES}
-    result["first_speech_token_ms"] = _percentiles([])  # not observable through `Speaker` (module doc)
+    result = {stage: percentiles([t[stage] for t in turns if t[stage] is not None]) for stage in STAGES}
+    result["first_speech_token_ms"] = percentiles([])  # not observable through `Speaker` (module doc)
     result["answered"] = sum(t["first_text_token_ms"] is not None for t in turns)
     result["n"] = len(turns)
     result["turns"] = turns

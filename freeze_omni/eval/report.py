@@ -12,6 +12,15 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+
+def percentiles(values: list[float]) -> dict[str, float | None]:
+    """The `{"p50", "p95"}` shape of every latency figure in the reports (None when nothing was measured)."""
+    if not values:
+        return {"p50": None, "p95": None}
+    return {"p50": float(np.percentile(values, 50)), "p95": float(np.percentile(values, 95))}
+
 
 def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")

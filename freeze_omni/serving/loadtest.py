@@ -23,6 +23,7 @@ import numpy as np
 from freeze_omni.audio.io import float_to_pcm16, read_audio
 from freeze_omni.client import Conversation, DialogueClient
 from freeze_omni.dialogue.turn import CHUNK_SAMPLES, TurnEngine
+from freeze_omni.eval.report import percentiles
 from freeze_omni.serving.app import create_app
 from freeze_omni.serving.local import serving
 from freeze_omni.serving.protocol import event_message
@@ -119,12 +120,6 @@ class LevelResult:
 
     def as_dict(self) -> dict:
         return dict(vars(self))
-
-
-def percentiles(values: list[float]) -> dict[str, float | None]:
-    if not values:
-        return {"p50": None, "p95": None}
-    return {"p50": float(np.percentile(values, 50)), "p95": float(np.percentile(values, 95))}
 
 
 async def run_level(replicas: list[Replica], questions: list[np.ndarray], references: list[str], users: int,
