@@ -95,6 +95,7 @@ def piper_sentences():
 
 
 CORPUS_TEXTS = ["yes", "no thanks", "what time is it", "hello there", "seven", "good night"]
+CORPUS_KINDS = ["reply", "reply", "question", "question", "statement", "statement"]  # as data synth labels them
 
 
 @pytest.fixture(scope="session")
@@ -106,6 +107,8 @@ def tiny_corpus(tmp_path_factory):
         for i, text in enumerate(CORPUS_TEXTS):
             audio = (0.1 * rng.standard_normal(int(16000 * (0.6 + 0.1 * i)))).astype(np.float32)
             write_wav(root / split / f"{i}.wav", audio)
-            lines.append(json.dumps({"audio": f"{split}/{i}.wav", "text": text, "duration": audio.size / 16000}))
+            seconds = audio.size / 16000
+            lines.append(json.dumps({"audio": f"{split}/{i}.wav", "text": text, "duration": seconds,
+                                     "kind": CORPUS_KINDS[i], "speech_start": 0.1, "speech_end": seconds - 0.1}))
         (root / f"{split}.jsonl").write_text("\n".join(lines))
     return root

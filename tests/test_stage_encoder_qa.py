@@ -3,12 +3,10 @@
 import json
 import math
 
-import numpy as np
 import pytest
 import torch
 
 from conftest import tiny_hf_model
-from freeze_omni.audio.io import write_wav
 from freeze_omni.llm import FrozenLLM
 from freeze_omni.llm.state_head import DialogueState
 from freeze_omni.train.config import TrainConfig
@@ -18,36 +16,16 @@ from freeze_omni.train.sequences import IGNORE
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-TURNS = [("what time is it", "question"), ("tell me a joke", "statement"), ("hello there", "question"),
-         ("seven", "question"), ("um", "filler"), ("okay", "reply")]
-
-
-@pytest.fixture(scope="module")
-def turn_corpus(tmp_path_factory):
-    root = tmp_path_factory.mktemp("turns")
-    rng = np.random.default_rng(0)
-    for split in ("train", "dev"):
-        lines = []
-        for i, (text, kind) in enumerate(TURNS):
-            seconds = 0.5 + 0.15 * len(text.split())
-            audio = (0.1 * rng.standard_normal(int(16000 * (seconds + 0.3)))).astype(np.float32)
-            write_wav(root / split / f"{i}.wav", audio)
-            lines.append(json.dumps({"audio": f"{split}/{i}.wav", "text": text, "kind": kind, "speech_start": 0.1,
-                                     "speech_end": seconds, "duration": audio.size / 16000}))
-        (root / f"{split}.jsonl").write_text("\n".join(lines))
-    return root
-
-
 def test_state_labels_sit_on_the_last_position_of_each_chunk():
     assert state_positions(6, [0, IGNORE, 1]) == [IGNORE, 0, IGNORE, IGNORE, IGNORE, 1]
     with pytest.raises(ValueError):
         state_positions(5, [0, 1])
 
 
-def test_stage_trains_speech_side_and_state_head_never_the_llm(turn_corpus, tmp_path):
+def test_stage_trains_speech_side_and_state_head_never_the_llm(tiny_corpus, tmp_path):
     llm = FrozenLLM.from_hf_model(*tiny_hf_model("qwen2"))
     llm_before = {k: v.clone() for k, v in llm.state_dict().items()}
-    settings = EncoderQASettings(corpus=str(turn_corpus), answers_dir=str(tmp_path / "answers"), max_answer_tokens=5,
+    settings = EncoderQASettings(corpus=str(tiny_corpus), answers_dir=str(tmp_path / "answers"), max_answer_tokens=5,
                                  conversations_per_batch=2, eval_turns=2, ignore_share=0.5)
     stage = EncoderQAStage(settings, llm=llm)
     head_before = stage.module.state_head.proj.weight.detach().clone()
