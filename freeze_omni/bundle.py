@@ -18,13 +18,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from freeze_omni.encoder import EncoderConfig, SpeechEncoder
 from freeze_omni.errors import FreezeOmniError, ModelNotFoundError
 from freeze_omni.llm import FrozenLLM
 from freeze_omni.dialogue.speaker import Speaker, TextOnlySpeaker
 from freeze_omni.llm.state_head import StateHead
+from freeze_omni.safetensors_io import save_fp16
 from freeze_omni.speech_input import SpeechInput
 
 FORMAT = 1
@@ -67,10 +68,10 @@ def save_model(model_dir: Path, speech_input: SpeechInput, state_head: StateHead
     model_dir.mkdir(parents=True, exist_ok=True)
     spec = ModelSpec(asdict(speech_input.encoder.config), speech_input.prompt.shape[0], llm_source,
                      system_prompt=system_prompt)
-    _save(model_dir / "encoder.safetensors", speech_input.encoder.state_dict())
-    _save(model_dir / "adapter.safetensors", {**{f"adapter.{k}": v for k, v in speech_input.adapter.state_dict().items()},
-                                              "prompt": speech_input.prompt})
-    _save(model_dir / "state_head.safetensors", state_head.state_dict())
+    save_fp16(model_dir / "encoder.safetensors", speech_input.encoder.state_dict())
+    adapter = {f"adapter.{k}": v for k, v in speech_input.adapter.state_dict().items()}
+    save_fp16(model_dir / "adapter.safetensors", {**adapter, "prompt": speech_input.prompt})
+    save_fp16(model_dir / "state_head.safetensors", state_head.state_dict())
     (model_dir / "model.json").write_text(json.dumps(asdict(spec), indent=2) + "\n")
 
 
@@ -116,11 +117,6 @@ def load_speaker(model_dir: Path, llm_hidden_size: int, device: torch.device | s
     if not torch.equal(decoder.decoder.head.codebook.cpu().half(), codec.codebook.half()):
         raise FreezeOmniError(f"{model_dir}: decoder.safetensors was trained for another codec than codec.safetensors")
     return DecoderSpeaker(decoder, codec)
-
-
-def _save(path: Path, state: dict[str, torch.Tensor]) -> None:
-    """fp16 for floating weights (the shipped size), other tensors (e.g. counters) as they are."""
-    save_file({k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in state.items()}, str(path))
 
 
 def _load(path: Path) -> dict[str, torch.Tensor]:

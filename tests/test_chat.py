@@ -31,6 +31,8 @@ def test_bundle_round_trip_keeps_every_weight(tmp_path, speech_input, llm):
     head = forced_head(llm, ANSWER)
     save_model(tmp_path, speech_input, head, llm_source="unused")
     assert missing_parts(tmp_path) == []
+    assert all(p.stat().st_mode & 0o777 == 0o644 for p in tmp_path.glob("*.safetensors"))  # shareable
+    assert not list(tmp_path.glob("*.tmp"))
     loaded = load_model(tmp_path, llm=llm)
     for name, value in speech_input.state_dict().items():
         torch.testing.assert_close(loaded.speech_input.state_dict()[name], value.half().float())

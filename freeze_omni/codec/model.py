@@ -192,20 +192,12 @@ class Codec:
 
     def save(self, path: str | Path, metadata: dict | None = None) -> Path:
         """fp16 safetensors: `codebook` [codes, stack * 192] (+ `log_scales`), config as metadata."""
-        from safetensors.torch import save_file
+        from freeze_omni.safetensors_io import save_fp16
 
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()}
-        meta["config"] = json.dumps(asdict(self.config))
-        tensors = {"codebook": self.codebook.half().contiguous()}
+        tensors = {"codebook": self.codebook}
         if self.log_scales is not None:
-            tensors["log_scales"] = self.log_scales.half().contiguous()
-        tmp = path.with_suffix(".tmp")
-        save_file(tensors, str(tmp), metadata=meta)
-        tmp.chmod(0o644)  # safetensors writes 0600; weights are meant to be shared
-        tmp.replace(path)
-        return path
+            tensors["log_scales"] = self.log_scales
+        return save_fp16(path, tensors, {**(metadata or {}), "config": asdict(self.config)})
 
     @classmethod
     def load(cls, path: str | Path = DEFAULT_CODEC_PATH, generator: Generator | None = None,

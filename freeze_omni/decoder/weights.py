@@ -11,23 +11,13 @@ import torch
 from freeze_omni.decoder.model import DecoderConfig, SpeechDecoder
 from freeze_omni.errors import ModelNotFoundError
 from freeze_omni.paths import DEFAULT_MODEL_DIR
+from freeze_omni.safetensors_io import save_fp16
 
 DEFAULT_DECODER_PATH = DEFAULT_MODEL_DIR / "decoder.safetensors"
 
 
 def save_decoder(model: SpeechDecoder, path: str | Path, metadata: dict | None = None) -> Path:
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()}
-    meta["config"] = json.dumps(asdict(model.config))
-    tensors = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
-    tmp = path.with_suffix(".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    tmp.chmod(0o644)
-    tmp.replace(path)
-    return path
+    return save_fp16(path, model.state_dict(), {**(metadata or {}), "config": asdict(model.config)})
 
 
 def load_decoder(path: str | Path = DEFAULT_DECODER_PATH, device: torch.device | str = "cpu",
