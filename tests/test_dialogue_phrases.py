@@ -1,6 +1,6 @@
 import pytest
 
-from freeze_omni.dialogue.phrases import PhraseRule, ends_phrase
+from freeze_omni.dialogue.phrases import PhraseRule, ends_first_phrase_before, ends_phrase
 
 
 def test_first_phrase_may_end_at_a_comma_later_ones_need_a_sentence_end():
@@ -29,8 +29,17 @@ def test_a_new_line_ends_a_phrase():
     assert ends_phrase("First this\n", 4, first=False)
 
 
+def test_the_first_phrase_ends_before_the_word_after_its_first_words():
+    assert ends_first_phrase_before("The capital of", " France")
+    assert not ends_first_phrase_before("The capital", " of")
+    assert not ends_first_phrase_before("The capital of Fr", "ance")  # inside a word
+    assert not ends_first_phrase_before("The capital of", " France", PhraseRule(first_words=0))
+
+
 def test_invalid_rules_are_refused():
     with pytest.raises(ValueError):
         PhraseRule(min_tokens=0)
     with pytest.raises(ValueError):
         PhraseRule(min_tokens=10, max_tokens=5)
+    with pytest.raises(ValueError):
+        PhraseRule(first_words=-1)

@@ -7,6 +7,8 @@ the conversation compares the session's KV with one rebuilt from its logical pie
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
@@ -34,6 +36,8 @@ from dialogue_support import (
 from freeze_omni.dialogue import (
     AnswerAudio,
     AnswerFinished,
+    AnswerPaused,
+    AnswerResumed,
     AnswerStarted,
     AnswerText,
     Interrupted,
@@ -44,6 +48,7 @@ from freeze_omni.dialogue import (
     TurnIgnored,
 )
 
+from freeze_omni.dialogue.phrases import PhraseRule
 from freeze_omni.dialogue.turn import CHUNK_SAMPLES
 from freeze_omni.llm.state_head import StateHead
 
@@ -190,21 +195,96 @@ def test_interleaved_sessions_get_the_same_events_as_each_alone(llm, speech_inpu
 
 
 @torch.no_grad()
-def test_an_answer_talked_over_to_its_end_is_cut_when_the_new_turn_is_accepted(llm, speech_input, detector, speech):
-    """The user starts talking 1 s before a 1.6 s answer ends and is accepted after it has ended:
-    the record of the answer still keeps only what played before the onset."""
+def test_talk_over_pauses_the_answer_before_the_vad_decides_and_acceptance_ends_it(llm, speech_input, detector,
+                                                                                   speech):
     head, speaker = StateHead(llm.hidden_size), RecordingSpeaker(audio=True)
-    engine = make_engine(llm, speech_input, detector, head, speaker, max_answer_tokens=16)
+    engine = make_engine(llm, speech_input, detector, head, speaker, max_answer_tokens=32)
     session = engine.new_session("user")
     audio = conversation(silence(1.0), speech["q1"], silence(1.0), speech["q2"], silence(1.0))
     events = drive(engine, session, audio, AnswerAfterSpeech(head))
     answer_start_ms = of_type(events, AnswerAudio)[0].t_ms
     onset = of_type(events, SpeechStarted)[1]
-    finished = of_type(events, AnswerFinished)[0]
+    (paused,) = of_type(events, AnswerPaused)
     (interrupted,) = of_type(events, Interrupted)
-    assert onset.t_ms < finished.t_ms < interrupted.t_ms
+    assert onset.speech_ms < paused.t_ms < onset.t_ms  # before the VAD has decided on a segment
+    assert paused.t_ms - onset.speech_ms <= 96 + 30 + 160 + 64  # run + pad + one chunk + Silero's rise
+    assert paused.unplayed_samples == round((answer_start_ms + 3200 - paused.t_ms) * 16)
+    between = events[events.index(paused):events.index(interrupted)]
+    assert not of_type(between, AnswerAudio) and not of_type(between, AnswerResumed)
     kept = int((onset.speech_ms - answer_start_ms) // TOKEN_MS)
-    assert 0 < kept < 16 and finished.text == llm.tokenizer.decode(speaker.tokens(0, 4))
-    assert interrupted.kept_text == llm.tokenizer.decode(speaker.tokens(0, 4)[:kept])
-    assert [(h.role, h.text, h.interrupted) for h in session.history[:3]] == [
-        ("user", None, False), ("assistant", interrupted.kept_text, True), ("user", None, False)]
+    assert interrupted.kept_text == llm.tokenizer.decode(speaker.tokens(0, 8)[:kept])
+    assert not of_type(events[:events.index(interrupted)], AnswerFinished)
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("talk_over", ["cough", "ignored"])
+def test_talk_over_that_comes_to_nothing_resumes_the_answer_with_the_audio_not_heard(llm, speech_input, detector,
+                                                                                     speech, heard, talk_over):
+    """A 200 ms burst never becomes a VAD segment; a whole sentence does, and the head ignores it.
+    Either way the user hears the whole answer once, and the conversation is as if nothing was said."""
+    head, speaker = StateHead(llm.hidden_size), RecordingSpeaker(audio=True)
+    engine = make_engine(llm, speech_input, detector, head, speaker, max_answer_tokens=32)
+    session = engine.new_session("user")
+    policy = AnswerAfterSpeech(head)
+    first = drive(engine, session, conversation(silence(1.0), speech["q1"], silence(1.0)), policy)
+    n_heard = len(heard)
+    force(head, IGNORE)
+    noise = speech["q2"][3200:6400] if talk_over == "cough" else speech["q2"]
+    rest = drive(engine, session, conversation(noise, silence(4.0)))
+    events = first + rest
+    paused, resumed = of_type(events, AnswerPaused), of_type(events, AnswerResumed)
+    assert paused and len(paused) == len(resumed)
+    assert all(p.t_ms < r.t_ms for p, r in zip(paused, resumed))
+    assert bool(of_type(events, TurnIgnored)) == (talk_over == "ignored")
+    heard_samples = sum(e.pcm.size for e in of_type(events, AnswerAudio)) - sum(p.unplayed_samples for p in paused)
+    assert heard_samples == 32 * int(TOKEN_MS * 16)
+    (finished,) = of_type(events, AnswerFinished)
+    assert finished.text == llm.tokenizer.decode(speaker.tokens(), skip_special_tokens=True)
+    expected = [system_ids(llm), user_prefix(llm, speech_input), torch.cat(heard[:n_heard]),
+                llm.template.user_end_assistant_start + speaker.tokens() + llm.template.assistant_end]
+    assert_same_kv(session.kv, reference_kv(llm, expected))
+    assert [(h.role, h.text) for h in session.history] == [("user", None), ("assistant", finished.text)]
+
+
+@torch.no_grad()
+def test_tokens_run_ahead_once_enough_audio_is_queued(llm, speech_input, detector, speech):
+    """Speech work comes first until `audio_lead_ms` of audio waits ahead of the clock; then the
+    next phrase's tokens are generated while the current one still plays."""
+    head, speaker = StateHead(llm.hidden_size), RecordingSpeaker(audio=True)
+    engine = make_engine(llm, speech_input, detector, head, speaker, audio_lead_ms=480.0,
+                         phrases=PhraseRule(min_tokens=4, max_tokens=4, first_words=0))
+    session = engine.new_session("user")
+    policy = AnswerAfterSpeech(head)
+    audio = conversation(silence(1.0), speech["q1"], silence(1.0))
+    for start in range(0, audio.size, CHUNK_SAMPLES):  # no answer work: stop once the answer starts
+        policy(engine.accept_audio(session, audio[start:start + CHUNK_SAMPLES]))
+        if session.answer is not None:
+            break
+    units = []
+    while (unit := engine.next_answer_unit(session)) is not None:  # the clock stands still meanwhile
+        units.append(unit)
+        engine.step_answer(session, 1)
+    runs = [(unit, len(list(group))) for unit, group in itertools.groupby(units)]
+    # 4 tokens; phrase 1 started, 4 packets (400 ms queued), finished; 4 tokens; phrase 2 started and
+    # one packet (500 ms queued); 4 tokens and the stop at max_answer_tokens; then all the rest of the audio
+    assert runs == [("token", 4), ("speech", 6), ("token", 4), ("speech", 2), ("token", 5), ("speech", 10)]
+
+
+@torch.no_grad()
+def test_the_answer_knows_where_speech_ended_even_before_the_vad_end_event(llm, speech_input, detector, speech):
+    audio = conversation(silence(1.0), speech["q1"], silence(1.5))
+    head = StateHead(llm.hidden_size)
+    engine = make_engine(llm, speech_input, detector, head)
+    later = drive(engine, engine.new_session("a"), audio, AnswerAfterSpeech(head))
+    (vad_end,) = of_type(later, SpeechEnded)
+    assert of_type(later, AnswerStarted)[0].speech_end_ms == vad_end.speech_ms
+
+    force(head, LISTEN)
+    session, events = engine.new_session("b"), []
+    for start in range(0, audio.size, CHUNK_SAMPLES):
+        if start >= vad_end.speech_ms * 16:  # silence has begun; the VAD's end event is still to come
+            force(head, ANSWER)
+        events += drive(engine, session, audio[start:start + CHUNK_SAMPLES])
+    started = of_type(events, AnswerStarted)[0]
+    assert not of_type(events[:events.index(started)], SpeechEnded)
+    assert started.speech_end_ms == vad_end.speech_ms - detector.config.speech_pad_ms

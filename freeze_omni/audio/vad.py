@@ -63,6 +63,19 @@ class VadState:
     speech_since: int | None = None  # first sample of the current run of speech windows (not yet a start)
     silence_since: int | None = None  # first sample of the current run of silent windows inside speech
 
+    @property
+    def speech_run_ms(self) -> float:
+        """How long the speech heard outside a segment has lasted (0 when there is none): the
+        turn engine pauses an answer on it before the segment's start is decided."""
+        if self.speech_since is None:
+            return 0.0
+        return 1000.0 * (self.samples_seen - self.speech_since) / SAMPLE_RATE
+
+    @property
+    def silence_since_ms(self) -> float | None:
+        """Where the silence inside the current segment began (None while speech goes on)."""
+        return None if self.silence_since is None else 1000.0 * self.silence_since / SAMPLE_RATE
+
 
 @cache
 def _session(path: Path) -> ort.InferenceSession:

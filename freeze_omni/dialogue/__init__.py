@@ -3,6 +3,8 @@
 from freeze_omni.dialogue.events import (
     AnswerAudio,
     AnswerFinished,
+    AnswerPaused,
+    AnswerResumed,
     AnswerStarted,
     AnswerText,
     Event,
@@ -16,6 +18,6 @@ from freeze_omni.dialogue.session import HistoryEntry, Phase, Session
 from freeze_omni.dialogue.speaker import Phrase, Speaker, TextOnlySpeaker
 from freeze_omni.dialogue.turn import DEFAULT_SYSTEM_PROMPT, DialogueConfig, TurnEngine
 
-__all__ = ["AnswerAudio", "AnswerFinished", "AnswerStarted", "AnswerText", "Event", "Interrupted", "SpeechEnded",
+__all__ = ["AnswerAudio", "AnswerFinished", "AnswerPaused", "AnswerResumed", "AnswerStarted", "AnswerText", "Event", "Interrupted", "SpeechEnded",
            "SpeechStarted", "StateDecision", "TurnIgnored", "HistoryEntry", "Phase", "Session", "Phrase", "Speaker",
            "TextOnlySpeaker", "DEFAULT_SYSTEM_PROMPT", "DialogueConfig", "TurnEngine"]

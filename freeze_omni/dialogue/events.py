@@ -37,6 +37,7 @@ class StateDecision:
 @dataclass(frozen=True)
 class AnswerStarted:
     t_ms: float
+    speech_end_ms: float  # where the request's speech ended, as far as the VAD could tell then
 
 
 @dataclass(frozen=True)
@@ -65,10 +66,21 @@ class Interrupted:
 
 
 @dataclass(frozen=True)
+class AnswerPaused:
+    t_ms: float
+    unplayed_samples: int  # produced audio the user has not heard: drop it from the playback queue
+
+
+@dataclass(frozen=True)
+class AnswerResumed:
+    t_ms: float  # the unplayed audio follows again as AnswerAudio
+
+
+@dataclass(frozen=True)
 class TurnIgnored:
     t_ms: float
     reason: Literal["state", "timeout"]
 
 
 Event = Union[SpeechStarted, SpeechEnded, StateDecision, AnswerStarted, AnswerText, AnswerAudio,
-              AnswerFinished, Interrupted, TurnIgnored]
+              AnswerFinished, AnswerPaused, AnswerResumed, Interrupted, TurnIgnored]

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from freeze_omni.audio import SAMPLE_RATE
-from freeze_omni.dialogue.events import (AnswerAudio, AnswerFinished, AnswerStarted, AnswerText, Event, Interrupted,
-                                         SpeechEnded, StateDecision)
+from freeze_omni.dialogue.events import (AnswerAudio, AnswerFinished, AnswerPaused, AnswerStarted, AnswerText, Event,
+                                         Interrupted, StateDecision)
 from freeze_omni.dialogue.session import Phase
 from freeze_omni.dialogue.turn import CHUNK_SAMPLES, TurnEngine
 from freeze_omni.llm.state_head import DialogueState
@@ -35,6 +35,7 @@ class TurnRecord:
     audio: list[np.ndarray] = field(default_factory=list, repr=False)
     sample_rate: int = SAMPLE_RATE
     request: str | None = None  # the engine hears speech; it does not transcribe it
+    speech_end_ms: float = 0.0  # where the request's speech ended (latencies count from here)
 
 
 def replay(engine: TurnEngine, audio: np.ndarray, realtime: bool = False, max_tail_s: float = 60.0,
@@ -42,33 +43,30 @@ def replay(engine: TurnEngine, audio: np.ndarray, realtime: bool = False, max_ta
     session = engine.new_session("replay")
     turns: list[TurnRecord] = []
     pending_states: list[dict] = []
-    last_speech_end: float | None = None
 
     def handle(event: Event) -> None:
-        nonlocal pending_states, last_speech_end
+        nonlocal pending_states
         if on_event:
             on_event(event)
-        if isinstance(event, SpeechEnded):
-            last_speech_end = event.speech_ms
-        elif isinstance(event, StateDecision):
+        if isinstance(event, StateDecision):
             pending_states.append({"t_ms": event.t_ms, "state": event.state.name.lower()})
             if event.state == DialogueState.IGNORE:
                 pending_states = []
         elif isinstance(event, Interrupted) and turns:
             turns[-1].interrupted, turns[-1].answer = True, event.kept_text
         elif isinstance(event, AnswerStarted):
-            record = TurnRecord(state_events=pending_states)
+            record = TurnRecord(state_events=pending_states, speech_end_ms=event.speech_end_ms)
             pending_states = []
-            if last_speech_end is not None:
-                record.latency_ms["state_decision"] = record.state_events[-1]["t_ms"] - last_speech_end
+            record.latency_ms["state_decision"] = event.t_ms - event.speech_end_ms
             turns.append(record)
-        elif isinstance(event, AnswerText) and turns and last_speech_end is not None:
-            turns[-1].latency_ms.setdefault("first_text", event.t_ms - last_speech_end)
+        elif isinstance(event, AnswerText) and turns:
+            turns[-1].latency_ms.setdefault("first_text", event.t_ms - turns[-1].speech_end_ms)
         elif isinstance(event, AnswerAudio) and turns:
-            if last_speech_end is not None:
-                turns[-1].latency_ms.setdefault("first_audio", event.t_ms - last_speech_end)
+            turns[-1].latency_ms.setdefault("first_audio", event.t_ms - turns[-1].speech_end_ms)
             turns[-1].audio.append(event.pcm)
             turns[-1].sample_rate = event.sample_rate
+        elif isinstance(event, AnswerPaused) and turns:
+            turns[-1].audio = _drop_tail(turns[-1].audio, event.unplayed_samples)  # sent again on resume
         elif isinstance(event, AnswerFinished) and turns and not turns[-1].interrupted:
             turns[-1].answer = event.text
 
@@ -89,3 +87,9 @@ def replay(engine: TurnEngine, audio: np.ndarray, realtime: bool = False, max_ta
         if realtime:
             time.sleep(max(0.0, CHUNK_S - (time.perf_counter() - start)))
     return turns
+
+
+def _drop_tail(pieces: list[np.ndarray], n: int) -> list[np.ndarray]:
+    """`pieces` without their last `n` samples."""
+    audio = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
+    return [audio[:audio.size - n]]

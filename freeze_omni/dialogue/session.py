@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pickle
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from enum import Enum
@@ -22,6 +23,7 @@ from freeze_omni.audio import SAMPLE_RATE
 from freeze_omni.audio.framing import FrameStreamState
 from freeze_omni.audio.vad import VadState
 from freeze_omni.dialogue.playout import Playout
+from freeze_omni.dialogue.speaker import Phrase
 from freeze_omni.errors import FreezeOmniError
 from freeze_omni.llm import FrozenLLM, KVCache
 from freeze_omni.speech_input import SpeechInputCache
@@ -63,6 +65,7 @@ class ListeningTurn:
     speech: SpeechInputCache
     started_ms: float  # VAD onset of the turn's speech
     ended_at_ms: float | None = None  # stream time of the last VAD end (None while speech goes on)
+    speech_end_ms: float | None = None  # where that VAD end placed the end of speech
     cut: AnswerCut | None = None  # set for a barge-in
 
 
@@ -75,17 +78,19 @@ class Answer:
     started_ms: float
     logits: torch.Tensor | None  # [1, vocab] for the next token; None once generation has ended
     tokens: list[int] = field(default_factory=list)  # generated, all in the KV (stop token excluded)
-    phrase_start: int = 0  # first token of the phrase not yet handed to the speaker
+    phrase_start: int = 0  # first token not yet in a phrase
     hidden: list[torch.Tensor] = field(default_factory=list)  # [hidden] of each token since phrase_start
-    text: str = ""  # text handed to the speaker so far
-    phrases: int = 0
+    handed_text: str = ""  # text of the tokens before phrase_start
+    phrases: int = 0  # phrases made so far
+    ready: deque[Phrase] = field(default_factory=deque)  # phrases waiting for the speaker
+    text: str = ""  # text of the phrases the speaker has started: what was shown
     speech: Iterator[np.ndarray] | None = None  # packets of the phrase being synthesised
     playout: Playout = field(default_factory=Playout)
 
     @property
     def produced(self) -> bool:
         """Every token generated and every packet synthesised (only playback may remain)."""
-        return self.logits is None and self.speech is None and self.phrase_start == len(self.tokens)
+        return self.logits is None and self.speech is None and not self.ready and self.phrase_start == len(self.tokens)
 
 
 @dataclass

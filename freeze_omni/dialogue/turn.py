@@ -16,7 +16,7 @@ Exact rules. Times are input-stream times: ms of user audio accepted so far (the
      (the turn start).
    - With an answer active (answering or speaking) it is a barge-in: the turn extends a copy of
      the conversation in which the answer is cut to what the user had heard at the VAD onset
-     (`playout.py`) and closed with the assistant-end ids. The answer goes on meanwhile.
+     (`playout.py`) and closed with the assistant-end ids.
 3. Every later chunk is encoded and prefilled the same way, speech or not. After each chunk that
    added embeddings, the state head reads the hidden state of the last position (for the
    pre-roll only its last one): a `StateDecision`. A VAD start inside a turn is a pause ending,
@@ -26,25 +26,34 @@ Exact rules. Times are input-stream times: ms of user audio accepted so far (the
    `max_turn_ms`: the turn is forgotten. Its own KV is cropped back to the turn start (a
    barge-in copy is dropped and the answer goes on) -> `TurnIgnored`. The conversation is exactly
    as if the sound had never been heard.
-5. ANSWER: the turn is accepted. For a barge-in, the answer stops at once (no more text or audio
-   from it) and the copy becomes the conversation -> `Interrupted` with the kept text; if the
-   answer had already finished playing, but after the onset, its record is cut the same way
-   (also `Interrupted`). Then user_end_assistant_start ids are prefilled -> `AnswerStarted`.
+5. ANSWER: the turn is accepted. For a barge-in, the answer (paused since the turn opened, rule 8)
+   ends for good and the copy becomes the conversation -> `Interrupted` with the kept text. Then
+   user_end_assistant_start ids are prefilled -> `AnswerStarted`.
    After ANSWER or IGNORE the VAD segment is closed, so speech that goes on opens a new turn
    (a barge-in on the new answer), as the published server does.
-6. `step_answer` does one unit of work per step: the next packet of the phrase being
-   synthesised if there is one, else the next token. Each token is fed to the KV at once, with
-   its hidden state kept for the speaker. A phrase ends by `phrases.ends_phrase`; its text is
-   then handed to the speaker -> `AnswerText` (text and speech stay in step), packets ->
-   `AnswerAudio`. Generation ends at a stop token (not fed) or `max_answer_tokens`; the
-   assistant-end ids are prefilled in its place and the last phrase is handed over.
+6. `step_answer` does one unit of work per step: speech work (start the next ready phrase, or
+   make the next packet of the one being synthesised) while less than `audio_lead_ms` of audio
+   waits ahead of the clock, else the next token, so text keeps ahead of speech without
+   starving playback. Each token is fed to the KV at once, with its hidden state kept for the
+   speaker. A phrase ends by `phrases.ends_phrase` (the first one also before its fourth word,
+   `ends_first_phrase_before`) and is queued; when its synthesis starts, its text is shown ->
+   `AnswerText` (text and speech stay in step), packets -> `AnswerAudio`. Generation ends at a
+   stop token (not fed) or `max_answer_tokens`; the assistant-end ids are prefilled in its place
+   and the last phrase is queued.
 7. When everything is produced and the playout has reached the session clock -> `AnswerFinished`,
    and the answer joins the history. Audio is played on the input clock (`playout.py`).
+8. Talk-over pauses the answer before any decision: when an answer is active and the user's
+   speech has lasted `pause_after_ms` (well before the VAD decides it is a segment), or a
+   barge-in turn is open, playback pauses -> `AnswerPaused` (the client drops its queued audio)
+   and answer work stops. When that speech comes to nothing (a click, a cough, a turn ignored
+   or timed out) -> `AnswerResumed`, and the audio that was not heard is sent again. A barge-in
+   that is accepted ends the paused answer for good (rule 5).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import torch
@@ -55,6 +64,8 @@ from freeze_omni.audio.vad import SpeechDetector
 from freeze_omni.dialogue.events import (
     AnswerAudio,
     AnswerFinished,
+    AnswerPaused,
+    AnswerResumed,
     AnswerStarted,
     AnswerText,
     Event,
@@ -64,7 +75,7 @@ from freeze_omni.dialogue.events import (
     StateDecision,
     TurnIgnored,
 )
-from freeze_omni.dialogue.phrases import PhraseRule, ends_phrase
+from freeze_omni.dialogue.phrases import PhraseRule, ends_first_phrase_before, ends_phrase
 from freeze_omni.dialogue.session import Answer, AnswerCut, HistoryEntry, ListeningTurn, Session
 from freeze_omni.dialogue.speaker import Phrase, Speaker, TextOnlySpeaker
 from freeze_omni.encoder import UNLIMITED
@@ -88,6 +99,8 @@ class DialogueConfig:
     max_answer_tokens: int = 256
     phrases: PhraseRule = field(default_factory=PhraseRule)
     left_chunks: int = UNLIMITED  # encoder attention context within a turn
+    pause_after_ms: float = 96.0  # user speech this long pauses an active answer (rule 8)
+    audio_lead_ms: float = 480.0  # answer audio queued ahead of playback before tokens come first again
 
     def __post_init__(self) -> None:
         if self.preroll_samples < CHUNK_SAMPLES:
@@ -157,17 +170,32 @@ class TurnEngine:
             if vad.kind == "end":
                 events.append(SpeechEnded(now, vad.t_ms))
                 if s.listening is not None:
-                    s.listening.ended_at_ms = now
+                    s.listening.ended_at_ms, s.listening.speech_end_ms = now, vad.t_ms
                 continue
             events.append(SpeechStarted(now, vad.t_ms))
             if s.listening is not None:
-                s.listening.ended_at_ms = None
+                s.listening.ended_at_ms = s.listening.speech_end_ms = None
             else:
                 s.listening = self._open_turn(s, vad.t_ms)
                 audio = s.preroll
         if s.listening is not None:
             events += self._listen(s, audio, now)
-        return events + self._finish_if_played(s)
+        return events + self._finish_if_played(s) + self._pause_or_resume(s, now)
+
+    def _pause_or_resume(self, s: Session, now: float) -> list[Event]:
+        """Rule 8."""
+        answer = s.answer
+        if answer is None:
+            return []
+        paused = answer.playout.paused_ms is not None
+        talking = s.listening is not None or s.vad.in_speech
+        if not paused and (talking or s.vad.speech_run_ms >= self.config.pause_after_ms):
+            return [AnswerPaused(now, answer.playout.pause(now))]
+        if paused and not talking and s.vad.speech_since is None:
+            unplayed = answer.playout.resume(now)
+            resent = [AnswerAudio(now, unplayed, self.speaker.sample_rate)] if unplayed.size else []
+            return [AnswerResumed(now)] + resent
+        return []
 
     def _open_turn(self, s: Session, onset_ms: float) -> ListeningTurn:
         """Rule 2: a new user turn on the conversation, or on a copy with the answer cut (barge-in)."""
@@ -218,23 +246,22 @@ class TurnEngine:
 
     def _accept(self, s: Session, now: float) -> list[Event]:
         turn, s.listening = s.listening, None
+        # The head often decides before the VAD's end event: then speech ended where the silence began.
+        speech_end = turn.speech_end_ms
+        if speech_end is None:
+            speech_end = now if s.vad.silence_since_ms is None else s.vad.silence_since_ms
         events: list[Event] = []
-        if turn.cut is not None:
-            if s.answer is not None:
-                s.history.append(HistoryEntry("assistant", turn.cut.kept_text, s.answer.started_ms, now,
-                                              interrupted=True))
-                s.answer = None
-                events.append(Interrupted(now, turn.cut.kept_text))
-            elif s.history[-1].text != turn.cut.kept_text:  # finished playing after the onset
-                s.history[-1] = replace(s.history[-1], text=turn.cut.kept_text, interrupted=True)
-                events.append(Interrupted(now, turn.cut.kept_text))
+        if turn.cut is not None:  # the answer was paused when this turn opened, so it is still here
+            s.history.append(HistoryEntry("assistant", turn.cut.kept_text, s.answer.started_ms, now, interrupted=True))
+            s.answer = None
+            events.append(Interrupted(now, turn.cut.kept_text))
             s.kv = turn.kv
         s.history.append(HistoryEntry("user", None, turn.started_ms, now))
         hidden = self.llm.prefill(self.llm.embed_ids(self._answer_start), s.kv)[:, -1]
         s.answer = Answer(turn_start=turn.turn_start, start=s.kv.length, started_ms=now,
                           logits=self.llm.logits(hidden))
         s.vad = self.detector.close_segment(s.vad)
-        return events + [AnswerStarted(now)]
+        return events + [AnswerStarted(now, speech_end)]
 
     # ---- output -------------------------------------------------------------------------------
     @torch.no_grad()
@@ -242,18 +269,42 @@ class TurnEngine:
         """Up to `max_steps` units of answer work (rule 6); nothing to do returns []."""
         events: list[Event] = []
         for _ in range(max_steps):
-            answer = session.answer
-            if answer is None or answer.produced:
+            unit = self.next_answer_unit(session)
+            if unit is None:
                 break
-            if answer.speech is not None:
-                events += self._next_packet(session, answer)
-            else:
+            answer = session.answer
+            if unit == "token":
                 events += self._next_token(session, answer)
+            elif answer.speech is None:
+                events += self._start_phrase(session, answer)
+            else:
+                events += self._next_packet(session, answer)
         return events + self._finish_if_played(session)
 
     def has_answer_work(self, session: Session) -> bool:
         """Whether `step_answer` would do anything now."""
-        return session.answer is not None and not session.answer.produced
+        return self.next_answer_unit(session) is not None
+
+    def next_answer_unit(self, session: Session) -> Literal["token", "speech"] | None:
+        """What `step_answer` does next (rule 6): speech work (start the next phrase, or its next
+        packet) while less than `audio_lead_ms` of audio is queued ahead of the clock or no tokens
+        remain, else the next token; None when there is nothing to do (or playback is paused)."""
+        answer = session.answer
+        if answer is None or answer.produced or answer.playout.paused_ms is not None:
+            return None
+        speech_ready = answer.speech is not None or bool(answer.ready)
+        if speech_ready and (answer.logits is None
+                             or answer.playout.end_ms - session.t_ms < self.config.audio_lead_ms):
+            return "speech"
+        return "token" if answer.logits is not None else "speech"
+
+    def _start_phrase(self, s: Session, answer: Answer) -> list[Event]:
+        """The next phrase goes to the speaker; its text is shown now, as its audio starts."""
+        phrase = answer.ready.popleft()
+        answer.text += phrase.text
+        answer.speech = iter(self.speaker.speak(phrase))
+        answer.playout.add_phrase(len(phrase.token_ids), s.t_ms)
+        return [AnswerText(s.t_ms, phrase.text)]
 
     def _next_packet(self, s: Session, answer: Answer) -> list[Event]:
         packet = next(answer.speech, None)
@@ -261,7 +312,7 @@ class TurnEngine:
             answer.speech = None
             answer.playout.complete_phrase()
             return []
-        answer.playout.add_packet(packet.size, self.speaker.sample_rate, s.t_ms)
+        answer.playout.add_packet(packet, self.speaker.sample_rate, s.t_ms)
         return [AnswerAudio(s.t_ms, packet, self.speaker.sample_rate)]
 
     def _next_token(self, s: Session, answer: Answer) -> list[Event]:
@@ -271,40 +322,43 @@ class TurnEngine:
         if token is None or token in self.llm.stop_ids:
             self.llm.prefill(self.llm.embed_ids(self._assistant_end), s.kv)
             answer.logits = None
-            return self._hand_over(s, answer) if answer.phrase_start < len(answer.tokens) else []
+            self._hand_over(answer, len(answer.tokens))
+            return []
         step = self.llm.decode_step(torch.tensor([token], device=self.llm.device), s.kv)
         answer.tokens.append(token)
         answer.hidden.append(step.hidden[0])
         answer.logits = step.logits
-        text = self._phrase_text(answer)
-        n = len(answer.tokens) - answer.phrase_start
-        if not text.endswith("\ufffd") and ends_phrase(text, n, answer.phrases == 0, self.config.phrases):
-            return self._hand_over(s, answer)
+        text = self._decode(answer.tokens)[len(answer.handed_text):]
+        if text.endswith("\ufffd"):  # a character split across tokens
+            return []
+        n, first, piece = len(answer.tokens) - answer.phrase_start, answer.phrases == 0, self._decode([token])
+        if ends_phrase(text, n, first, self.config.phrases):
+            self._hand_over(answer, len(answer.tokens))
+        elif first and ends_first_phrase_before(text[:len(text) - len(piece)], piece, self.config.phrases):
+            self._hand_over(answer, len(answer.tokens) - 1)  # the new word opens the next phrase
         return []
-
-    def _phrase_text(self, answer: Answer) -> str:
-        return self._decode(answer.tokens)[len(answer.text):]
 
     def _decode(self, tokens: list[int]) -> str:
         return self.llm.tokenizer.decode(tokens, skip_special_tokens=True)
 
-    def _hand_over(self, s: Session, answer: Answer) -> list[Event]:
-        """The phrase since `phrase_start` goes to the speaker; its text is shown now."""
-        text = self._phrase_text(answer)
-        phrase = Phrase(text=text, token_ids=answer.tokens[answer.phrase_start:],
-                        hidden=torch.stack(answer.hidden), index=answer.phrases)
-        answer.text += text
+    def _hand_over(self, answer: Answer, end: int) -> None:
+        """Tokens phrase_start..end become a phrase, queued for the speaker."""
+        n = end - answer.phrase_start
+        if n == 0:
+            return
+        text = self._decode(answer.tokens[:end])[len(answer.handed_text):]
+        answer.ready.append(Phrase(text=text, token_ids=answer.tokens[answer.phrase_start:end],
+                                   hidden=torch.stack(answer.hidden[:n]), index=answer.phrases))
+        answer.handed_text += text
         answer.phrases += 1
-        answer.phrase_start = len(answer.tokens)
-        answer.hidden = []
-        answer.speech = iter(self.speaker.speak(phrase))
-        answer.playout.add_phrase(len(phrase.token_ids), s.t_ms)
-        return [AnswerText(s.t_ms, text)]
+        answer.phrase_start = end
+        answer.hidden = answer.hidden[n:]
 
     def _finish_if_played(self, s: Session) -> list[Event]:
         """Rule 7."""
         answer = s.answer
-        if answer is None or not answer.produced or answer.playout.end_ms > s.t_ms:
+        if answer is None or not answer.produced or answer.playout.paused_ms is not None \
+                or answer.playout.end_ms > s.t_ms:
             return []
         s.answer = None
         s.history.append(HistoryEntry("assistant", answer.text, answer.started_ms, s.t_ms))

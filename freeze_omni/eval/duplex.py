@@ -9,8 +9,10 @@ through the turn engine in 160 ms chunks. Times are on the input stream's clock.
 - Not meant for the assistant: fillers and backchannels, requests cut off mid-sentence, noise
   bursts. Any answer is a false answer.
 - Barge-in: a request, then a second request spoken while the answer plays. The stop time is the
-  Interrupted event minus the second request's speech onset. Only answers that are still playing
-  at that onset count (a text-only model has no playback, so it yields no barge-in figures).
+  first AnswerPaused or Interrupted event (playback stops at either) minus the second request's
+  speech onset; `barge_ins_interrupted` counts the talk-overs that then ended the answer. Only
+  answers still playing at that onset count (a text-only model has no playback, so it yields no
+  barge-in figures).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from freeze_omni.audio.io import read_audio
-from freeze_omni.dialogue.events import AnswerAudio, AnswerFinished, AnswerStarted, Event, Interrupted
+from freeze_omni.dialogue.events import AnswerAudio, AnswerFinished, AnswerPaused, AnswerStarted, Event, Interrupted
 from freeze_omni.dialogue.replay import replay
 from freeze_omni.dialogue.turn import TurnEngine
 from freeze_omni.eval.report import percentiles
@@ -85,6 +87,7 @@ def build_cases(utterances: Sequence[Utterance], n: int, seed: int = 0) -> list[
 def evaluate_duplex(engine: TurnEngine, cases: Sequence[DuplexCase],
                     log: Callable[[str], None] = print) -> dict:
     delays, missed, early, false_answers, not_meant, stops, barge_ins, rows = [], 0, 0, 0, 0, [], 0, []
+    interrupted = 0
     for number, case in enumerate(cases, start=1):
         events: list[Event] = []
         replay(engine, case.audio, on_event=events.append)
@@ -98,11 +101,12 @@ def evaluate_duplex(engine: TurnEngine, cases: Sequence[DuplexCase],
             else:
                 missed += 1
         elif case.kind == "barge-in":
-            stopped = [e.t_ms for e in events if isinstance(e, Interrupted) and e.t_ms >= case.mark_ms]
+            stopped = [e for e in events if isinstance(e, (AnswerPaused, Interrupted)) and e.t_ms >= case.mark_ms]
             playing_at_onset = started and _playing_at(events, case.mark_ms)
             if playing_at_onset and stopped:
-                row["figure_ms"] = stopped[0] - case.mark_ms
+                row["figure_ms"] = stopped[0].t_ms - case.mark_ms
                 stops.append(row["figure_ms"])
+                interrupted += any(isinstance(e, Interrupted) for e in stopped)
             barge_ins += bool(playing_at_onset)
         else:
             not_meant += 1
@@ -115,7 +119,7 @@ def evaluate_duplex(engine: TurnEngine, cases: Sequence[DuplexCase],
             "missed_request_rate": missed / n_requests if n_requests else None,
             "early_answer_rate": early / n_requests if n_requests else None,
             "barge_in_stop_ms": percentiles(stops), "barge_ins_tested": barge_ins,
-            "barge_ins_stopped": len(stops), "n": len(cases), "items": rows}
+            "barge_ins_stopped": len(stops), "barge_ins_interrupted": interrupted, "n": len(cases), "items": rows}
 
 
 def _playing_at(events: list[Event], t_ms: float) -> bool:

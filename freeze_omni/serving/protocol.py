@@ -15,8 +15,9 @@ import numpy as np
 
 from freeze_omni.audio import SAMPLE_RATE
 from freeze_omni.audio.io import float_to_pcm16
-from freeze_omni.dialogue.events import (AnswerAudio, AnswerFinished, AnswerStarted, AnswerText, Event, Interrupted,
-                                         SpeechEnded, SpeechStarted, StateDecision, TurnIgnored)
+from freeze_omni.dialogue.events import (AnswerAudio, AnswerFinished, AnswerPaused, AnswerResumed, AnswerStarted,
+                                         AnswerText, Event, Interrupted, SpeechEnded, SpeechStarted, StateDecision,
+                                         TurnIgnored)
 from freeze_omni.errors import FreezeOmniError
 
 PROTOCOL_VERSION = 1
@@ -105,11 +106,15 @@ def event_message(event: Event) -> dict | bytes:
             return {"type": "state", "t_ms": t, "state": event.state.name.lower(),
                     "probabilities": [round(p, 4) for p in event.probabilities], "barge_in": event.barge_in}
         case AnswerStarted():
-            return {"type": "answer_started", "t_ms": t}
+            return {"type": "answer_started", "t_ms": t, "speech_end_ms": round(event.speech_end_ms, 1)}
         case AnswerText():
             return {"type": "answer_text", "t_ms": t, "text": event.text}
         case AnswerFinished():
             return {"type": "answer_finished", "t_ms": t, "text": event.text}
+        case AnswerPaused():
+            return {"type": "answer_paused", "t_ms": t, "unplayed_samples": event.unplayed_samples}
+        case AnswerResumed():
+            return {"type": "answer_resumed", "t_ms": t}
         case Interrupted():
             return {"type": "interrupted", "t_ms": t, "kept_text": event.kept_text}
         case TurnIgnored():

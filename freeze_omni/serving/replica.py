@@ -33,11 +33,9 @@ class Result:
 
 
 def answer_work(engine: TurnEngine, session: Session) -> Kind | None:
-    """Which answer unit `step_answer` would do next: a packet of the phrase being synthesised
-    comes before the next token."""
-    if not engine.has_answer_work(session):
-        return None
-    return Kind.PACKET if session.answer.speech is not None else Kind.TOKEN
+    """Which answer unit `step_answer` would do next."""
+    unit = engine.next_answer_unit(session)
+    return None if unit is None else Kind.TOKEN if unit == "token" else Kind.PACKET
 
 
 class Replica:

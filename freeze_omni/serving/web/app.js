@@ -1,5 +1,5 @@
 // freeze-omni web client: microphone -> 16 kHz PCM16 over one WebSocket (docs/protocol.md);
-// answer audio played as it streams in, stopped at once when the server reports an interruption.
+// answer audio played as it streams in, stopped at once when the server pauses or interrupts it.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -143,6 +143,10 @@ function handle(message) {
     case "answer_finished":
       app.answerLine = null;
       setState("listening");
+      break;
+    case "answer_paused":
+      stopPlayback(); // talk-over: silent at once; the unheard audio comes again if it resumes
+      setState("hearing");
       break;
     case "interrupted":
       stopPlayback(); // barge-in: not one more sample of the old answer
