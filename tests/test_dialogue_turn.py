@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
 import pytest
 import torch
 
@@ -33,6 +34,7 @@ from dialogue_support import (
     system_ids,
     user_prefix,
 )
+from freeze_omni.errors import AudioError
 from freeze_omni.dialogue import (
     AnswerAudio,
     AnswerFinished,
@@ -288,3 +290,47 @@ def test_the_answer_knows_where_speech_ended_even_before_the_vad_end_event(llm, 
     started = of_type(events, AnswerStarted)[0]
     assert not of_type(events[:events.index(started)], SpeechEnded)
     assert started.speech_end_ms == vad_end.speech_ms - detector.config.speech_pad_ms
+
+
+def _rounded(signature: tuple) -> tuple:
+    """Batched passes may differ from single ones in the last float bits: compare to 4 decimals."""
+    name, fields = signature
+    return name, tuple((k, tuple(round(p, 4) for p in v) if k == "probabilities" else v) for k, v in fields)
+
+
+@torch.no_grad()
+def test_sessions_run_as_a_batch_get_what_each_gets_alone(llm, speech_input, detector, speech):
+    engine = make_engine(llm, speech_input, detector, forced_head(llm, ANSWER), RecordingSpeaker(audio=True),
+                         max_answer_tokens=20)
+    audio = {"a": conversation(silence(0.5), speech["q1"], silence(1.5), speech["q2"], silence(1.0)),
+             "b": conversation(silence(1.3), speech["q2"], silence(0.4), speech["q1"], silence(0.6)),
+             "c": conversation(silence(4.0))}
+    alone = {}
+    for name, clip in audio.items():
+        session = engine.new_session(name)
+        alone[name] = [_rounded(_signature(e)) for e in drive(engine, session, clip)], session.kv
+    sessions = {name: engine.new_session(name) for name in audio}
+    together = {name: [] for name in audio}
+    for start in range(0, max(clip.size for clip in audio.values()), CHUNK_SAMPLES):
+        names = list(audio)
+        chunks = [(sessions[n], audio[n][start:start + CHUNK_SAMPLES]) for n in names]
+        for name, events in zip(names, engine.accept_audio_batch(chunks)):
+            together[name] += [_rounded(_signature(e)) for e in events]
+        while busy := [n for n in names if engine.has_answer_work(sessions[n])]:
+            for name, events in zip(busy, engine.step_answer_batch([sessions[n] for n in busy])):
+                together[name] += [_rounded(_signature(e)) for e in events]
+    for name in audio:
+        assert together[name] == alone[name][0]
+        assert_same_kv(sessions[name].kv, alone[name][1])
+
+
+@torch.no_grad()
+def test_bad_input_in_a_batch_fails_alone_and_leaves_its_session_unchanged(llm, speech_input, detector, speech):
+    engine = make_engine(llm, speech_input, detector, forced_head(llm, LISTEN))
+    good, bad = engine.new_session("good"), engine.new_session("bad")
+    broken = np.full(CHUNK_SAMPLES, np.nan, np.float32)
+    with pytest.raises(ValueError):
+        engine.accept_audio_batch([(good, speech["q1"][:CHUNK_SAMPLES]), (good, broken)])
+    results = engine.accept_audio_batch([(good, speech["q1"][:CHUNK_SAMPLES * 10]), (bad, broken)])
+    assert isinstance(results[1], AudioError) and of_type(results[0], SpeechStarted)
+    assert good.samples_in == CHUNK_SAMPLES * 10 and bad.samples_in == 0 and bad.unconsumed.size == 0

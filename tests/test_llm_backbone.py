@@ -47,6 +47,32 @@ def test_cached_prefill_and_decode_equal_full_forward(tiny_family):
     assert cache.length == 14
 
 
+def test_sessions_in_one_pass_equal_each_alone(tiny_family):
+    """Different cache lengths and input lengths (a decode step beside chunk prefills)."""
+    _, hf_model, tokenizer = tiny_family
+    llm = FrozenLLM.from_hf_model(hf_model, tokenizer)
+    torch.manual_seed(0)
+    histories = [torch.randint(0, hf_model.config.vocab_size, (1, n)) for n in (3, 9, 6)]
+    inputs = [llm.embed(torch.randint(0, hf_model.config.vocab_size, (1, n))) for n in (2, 1, 5)]
+    with torch.no_grad():
+        alone, together = [], []
+        for history in histories:
+            for out in (alone, together):
+                cache = llm.new_cache(capacity=4)
+                llm.prefill(llm.embed(history), cache)
+                out.append(cache)
+        expected = [llm.prefill(x, cache) for x, cache in zip(inputs, alone)]
+        got = llm.prefill_sessions(inputs, together)
+    for a, b, x in zip(expected, got, inputs):
+        assert b.shape == x.shape
+        torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4)
+    for a, b in zip(alone, together):
+        assert a.length == b.length
+        torch.testing.assert_close(b.keys[:, :, :, :b.length], a.keys[:, :, :, :a.length], atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError):
+        llm.prefill_sessions(inputs[:2], [together[0], together[0]])
+
+
 def test_cache_crop_and_state_dict_round_trip(tiny_family):
     _, hf_model, tokenizer = tiny_family
     llm = FrozenLLM.from_hf_model(hf_model, tokenizer)

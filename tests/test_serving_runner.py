@@ -155,7 +155,7 @@ def test_a_user_leaving_between_batch_and_run_costs_nothing():
 
 
 class Exploding:
-    """Wraps an LLM; `prefill` raises on the call numbered `at` (then behaves again)."""
+    """Wraps an LLM; the forward pass numbered `at` raises (then it behaves again)."""
 
     def __init__(self, llm, at: int) -> None:
         self.llm, self.at, self.calls = llm, at, 0
@@ -163,13 +163,14 @@ class Exploding:
     def __getattr__(self, name):
         return getattr(self.llm, name)
 
-    def prefill(self, embeds, kv):
+    def prefill_sessions(self, embeds, caches):
         self.calls += 1
         if self.calls == self.at:
-            kv.reserve(embeds.shape[1])
-            kv.advance(embeds.shape[1])  # half-done work, as a crash mid-forward would leave
+            for x, kv in zip(embeds, caches):
+                kv.reserve(x.shape[1])
+                kv.advance(x.shape[1])  # half-done work, as a crash mid-forward would leave
             raise RuntimeError("boom")
-        return self.llm.prefill(embeds, kv)
+        return self.llm.prefill_sessions(embeds, caches)
 
 
 def test_a_real_replica_rewinds_a_failed_turn_and_the_conversation_goes_on(llm, speech_input, detector, speech):
@@ -216,3 +217,32 @@ def test_answer_work_names_the_next_unit(llm, speech_input, detector, speech):
     while answer_work(engine, session) is Kind.TOKEN:
         engine.step_answer(session, 1)
     assert answer_work(engine, session) is Kind.PACKET
+
+
+class Counting:
+    """Wraps an LLM and records how many sessions each forward pass carried."""
+
+    def __init__(self, llm) -> None:
+        self.llm, self.passes = llm, []
+
+    def __getattr__(self, name):
+        return getattr(self.llm, name)
+
+    def prefill_sessions(self, embeds, caches):
+        self.passes.append(len(caches))
+        return self.llm.prefill_sessions(embeds, caches)
+
+
+def test_a_replica_runs_the_items_of_a_batch_in_shared_forward_passes(llm, speech_input, detector, speech):
+    counting = Counting(llm)
+    engine = make_engine(counting, speech_input, detector, forced_head(llm, ANSWER))
+    replica = Replica(engine)
+    sessions = [engine.new_session(name) for name in ("a", "b", "c")]
+    audio = conversation(silence(0.3), speech["q1"])[:CHUNK_SAMPLES * 12]
+    for start in range(0, audio.size, CHUNK_SAMPLES):
+        replica.run([(WorkItem(s.session_id, Kind.ENCODE, audio[start:start + CHUNK_SAMPLES]), s) for s in sessions])
+    assert all(answer_work(engine, s) is Kind.TOKEN for s in sessions)
+    counting.passes.clear()
+    results = replica.run([(WorkItem(s.session_id, Kind.TOKEN), s) for s in sessions])
+    assert counting.passes == [3] and all(r.error is None for r in results)
+    assert all(len(s.answer.tokens) == 1 for s in sessions)

@@ -53,6 +53,7 @@ Exact rules. Times are input-stream times: ms of user audio accepted so far (the
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
@@ -61,6 +62,7 @@ import torch
 from freeze_omni.audio import SAMPLE_RATE
 from freeze_omni.audio.framing import check_mono_float
 from freeze_omni.audio.vad import SpeechDetector
+from freeze_omni.dialogue.batching import LLMCall, Work, run_alone, run_together
 from freeze_omni.dialogue.events import (
     AnswerAudio,
     AnswerFinished,
@@ -151,15 +153,25 @@ class TurnEngine:
         Bad input (not a 1-D float array, or NaN/inf) raises `AudioError`, a `FreezeOmniError`,
         and leaves the session unchanged.
         """
+        return run_alone(self.llm, self._accept_audio(session, pcm))
+
+    @torch.no_grad()
+    def accept_audio_batch(self, inputs: Sequence[tuple[Session, np.ndarray]]) -> list[list[Event] | Exception]:
+        """`accept_audio` for several sessions at once, their LLM work in shared passes; each
+        result is that session's events or the exception its input raised."""
+        _check_distinct([session for session, _ in inputs])
+        return run_together(self.llm, [self._accept_audio(session, pcm) for session, pcm in inputs])
+
+    def _accept_audio(self, session: Session, pcm: np.ndarray) -> Work[list[Event]]:
         samples = np.concatenate([session.unconsumed, check_mono_float(pcm)])
         n_chunks = samples.size // CHUNK_SAMPLES
         session.unconsumed = samples[n_chunks * CHUNK_SAMPLES:].copy()
         events: list[Event] = []
         for i in range(n_chunks):
-            events += self._chunk(session, samples[i * CHUNK_SAMPLES:(i + 1) * CHUNK_SAMPLES])
+            events += yield from self._chunk(session, samples[i * CHUNK_SAMPLES:(i + 1) * CHUNK_SAMPLES])
         return events
 
-    def _chunk(self, s: Session, pcm: np.ndarray) -> list[Event]:
+    def _chunk(self, s: Session, pcm: np.ndarray) -> Work[list[Event]]:
         vad_events, s.vad = self.detector.accept(pcm, s.vad)
         s.preroll = np.concatenate([s.preroll, pcm])[-self.config.preroll_samples:]
         s.samples_in += pcm.size
@@ -176,10 +188,10 @@ class TurnEngine:
             if s.listening is not None:
                 s.listening.ended_at_ms = s.listening.speech_end_ms = None
             else:
-                s.listening = self._open_turn(s, vad.t_ms)
+                s.listening = yield from self._open_turn(s, vad.t_ms)
                 audio = s.preroll
         if s.listening is not None:
-            events += self._listen(s, audio, now)
+            events += yield from self._listen(s, audio, now)
         return events + self._finish_if_played(s) + self._pause_or_resume(s, now)
 
     def _pause_or_resume(self, s: Session, now: float) -> list[Event]:
@@ -197,7 +209,7 @@ class TurnEngine:
             return [AnswerResumed(now)] + resent
         return []
 
-    def _open_turn(self, s: Session, onset_ms: float) -> ListeningTurn:
+    def _open_turn(self, s: Session, onset_ms: float) -> Work[ListeningTurn]:
         """Rule 2: a new user turn on the conversation, or on a copy with the answer cut (barge-in)."""
         kv, cut = s.kv, None
         if s.answer is not None:
@@ -206,16 +218,16 @@ class TurnEngine:
             cut = AnswerCut(kept, self._decode(answer.tokens[:kept]))
             kv = s.kv.clone()
             kv.crop(answer.start + kept)
-            self.llm.prefill(self.llm.embed_ids(self._assistant_end), kv)
+            yield LLMCall(self.llm.embed_ids(self._assistant_end), kv)
         turn_start = kv.length
         prefix = torch.cat([self.llm.embed_ids(self._user_start)[0].float(),
                             self.speech_input.prompt.to(self.llm.device, torch.float32)])
-        self.llm.prefill(prefix[None], kv)
+        yield LLMCall(prefix[None], kv)
         speech = self.speech_input.initial_cache(self.encoder_chunk, self.config.left_chunks, self.llm.device)
         return ListeningTurn(kv=kv, turn_start=turn_start, features=self.features.initial_state(), speech=speech,
                              started_ms=onset_ms, cut=cut)
 
-    def _listen(self, s: Session, audio: np.ndarray, now: float) -> list[Event]:
+    def _listen(self, s: Session, audio: np.ndarray, now: float) -> Work[list[Event]]:
         """Rules 3-5: encode and prefill the audio, then decide on the last position's hidden state."""
         turn = s.listening
         chunks, turn.features = self.features.accept(audio, turn.features)
@@ -224,12 +236,12 @@ class TurnEngine:
             feats = torch.from_numpy(np.concatenate(chunks))[None].to(self.llm.device)
             embeds, turn.speech = self.speech_input.step(feats, turn.speech)
             if embeds.shape[1]:
-                hidden = self.llm.prefill(embeds, turn.kv)[:, -1]
-                state, probabilities = self.state_head.decide(hidden)
+                output = yield LLMCall(embeds, turn.kv)
+                state, probabilities = self.state_head.decide(output.last)
                 decision = StateDecision(now, state, probabilities, barge_in=turn.cut is not None)
         events: list[Event] = [decision] if decision else []
         if decision and decision.state == DialogueState.ANSWER:
-            return events + self._accept(s, now)
+            return events + (yield from self._accept(s, now))
         if decision and decision.state == DialogueState.IGNORE:
             return events + self._forget(s, now, "state")
         timed_out = turn.ended_at_ms is not None and now - turn.ended_at_ms >= self.config.end_timeout_ms
@@ -244,7 +256,7 @@ class TurnEngine:
         s.vad = self.detector.close_segment(s.vad)
         return [TurnIgnored(now, reason)]
 
-    def _accept(self, s: Session, now: float) -> list[Event]:
+    def _accept(self, s: Session, now: float) -> Work[list[Event]]:
         turn, s.listening = s.listening, None
         # The head often decides before the VAD's end event: then speech ended where the silence began.
         speech_end = turn.speech_end_ms
@@ -257,9 +269,8 @@ class TurnEngine:
             events.append(Interrupted(now, turn.cut.kept_text))
             s.kv = turn.kv
         s.history.append(HistoryEntry("user", None, turn.started_ms, now))
-        hidden = self.llm.prefill(self.llm.embed_ids(self._answer_start), s.kv)[:, -1]
-        s.answer = Answer(turn_start=turn.turn_start, start=s.kv.length, started_ms=now,
-                          logits=self.llm.logits(hidden))
+        output = yield LLMCall(self.llm.embed_ids(self._answer_start), s.kv, logits=True)
+        s.answer = Answer(turn_start=turn.turn_start, start=s.kv.length, started_ms=now, logits=output.logits)
         s.vad = self.detector.close_segment(s.vad)
         return events + [AnswerStarted(now, speech_end)]
 
@@ -269,17 +280,26 @@ class TurnEngine:
         """Up to `max_steps` units of answer work (rule 6); nothing to do returns []."""
         events: list[Event] = []
         for _ in range(max_steps):
-            unit = self.next_answer_unit(session)
-            if unit is None:
+            if self.next_answer_unit(session) is None:
                 break
-            answer = session.answer
-            if unit == "token":
-                events += self._next_token(session, answer)
-            elif answer.speech is None:
-                events += self._start_phrase(session, answer)
-            else:
-                events += self._next_packet(session, answer)
+            events += run_alone(self.llm, self._answer_unit(session))
         return events + self._finish_if_played(session)
+
+    @torch.no_grad()
+    def step_answer_batch(self, sessions: Sequence[Session]) -> list[list[Event] | Exception]:
+        """One unit of answer work for each session, their tokens in one LLM pass; each result is
+        that session's events or the exception it raised."""
+        _check_distinct(sessions)
+        results = run_together(self.llm, [self._answer_unit(session) for session in sessions])
+        return [r if isinstance(r, Exception) else r + self._finish_if_played(s) for r, s in zip(results, sessions)]
+
+    def _answer_unit(self, s: Session) -> Work[list[Event]]:
+        unit, answer = self.next_answer_unit(s), s.answer
+        if unit is None:
+            return []
+        if unit == "token":
+            return (yield from self._next_token(s, answer))
+        return self._start_phrase(s, answer) if answer.speech is None else self._next_packet(s, answer)
 
     def has_answer_work(self, session: Session) -> bool:
         """Whether `step_answer` would do anything now."""
@@ -315,18 +335,18 @@ class TurnEngine:
         answer.playout.add_packet(packet, self.speaker.sample_rate, s.t_ms)
         return [AnswerAudio(s.t_ms, packet, self.speaker.sample_rate)]
 
-    def _next_token(self, s: Session, answer: Answer) -> list[Event]:
+    def _next_token(self, s: Session, answer: Answer) -> Work[list[Event]]:
         token = None
         if len(answer.tokens) < self.config.max_answer_tokens:
             token = int(sample(answer.logits, self.config.sampling, s.generator)[0])
         if token is None or token in self.llm.stop_ids:
-            self.llm.prefill(self.llm.embed_ids(self._assistant_end), s.kv)
+            yield LLMCall(self.llm.embed_ids(self._assistant_end), s.kv)
             answer.logits = None
             self._hand_over(answer, len(answer.tokens))
             return []
-        step = self.llm.decode_step(torch.tensor([token], device=self.llm.device), s.kv)
+        step = yield LLMCall(self.llm.embed_ids([token]), s.kv, logits=True)
         answer.tokens.append(token)
-        answer.hidden.append(step.hidden[0])
+        answer.hidden.append(step.last[0])
         answer.logits = step.logits
         text = self._decode(answer.tokens)[len(answer.handed_text):]
         if text.endswith("\ufffd"):  # a character split across tokens
@@ -365,3 +385,7 @@ class TurnEngine:
         return [AnswerFinished(s.t_ms, answer.text)]
 
 
+def _check_distinct(sessions: Sequence[Session]) -> None:
+    ids = [session.session_id for session in sessions]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"a batch holds each session at most once, got {ids}")

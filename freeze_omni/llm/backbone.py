@@ -105,6 +105,16 @@ class FrozenLLM(nn.Module):
         """Append input embeddings [batch, t, hidden] to the session; returns their hidden states."""
         return self.model(embeds.to(self.dtype), cache=cache)
 
+    def prefill_sessions(self, embeds: list[torch.Tensor], caches: list[KVCache]) -> list[torch.Tensor]:
+        """`prefill` for several sessions in one forward pass: embeds[i] [1, t_i, hidden] goes after
+        caches[i] (each a one-row cache of its own); returns each one's hidden states [1, t_i, hidden]."""
+        if len(embeds) != len(caches) or not caches:
+            raise ValueError(f"need one cache per input, got {len(embeds)} inputs and {len(caches)} caches")
+        if any(e.dim() != 3 or e.shape[0] != 1 for e in embeds) or any(c.keys.shape[1] != 1 for c in caches):
+            raise ValueError("prefill_sessions takes one row per session")
+        hidden = self.model.forward_sessions([e[0].to(self.dtype) for e in embeds], caches)
+        return [h[None] for h in hidden]
+
     def decode_step(self, token_ids: torch.Tensor, cache: KVCache) -> StepOutput:
         """Feed one token per row ([batch] ids); logits and hidden state of that position."""
         hidden = self.model(self.embed(token_ids.view(-1, 1)), cache=cache)[:, -1]

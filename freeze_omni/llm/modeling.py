@@ -74,6 +74,15 @@ class RMSNorm(nn.Module):
         return self.weight * x32.to(x.dtype)
 
 
+@dataclass(frozen=True)
+class Span:
+    """One sequence of a forward pass: where it lies on the time axis, its attention mask, the cache it extends."""
+
+    positions: slice
+    mask: torch.Tensor | None
+    cache: KVCache | None
+
+
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
     half = x.shape[-1] // 2
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
@@ -89,8 +98,9 @@ class Attention(nn.Module):
         self.q_norm = RMSNorm(cfg.head_dim, cfg.rms_norm_eps) if cfg.qk_norm else None
         self.k_norm = RMSNorm(cfg.head_dim, cfg.rms_norm_eps) if cfg.qk_norm else None
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None,
-                cache: KVCache | None, layer: int) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, spans: list[Span],
+                layer: int) -> torch.Tensor:
+        """Projections run on all positions at once; attention runs per span, on its own cache."""
         cfg = self.cfg
         b, t, _ = x.shape
         q, k, v = self.qkv(x).split(
@@ -102,9 +112,14 @@ class Attention(nn.Module):
             q, k = self.q_norm(q), self.k_norm(k)
         q = q * cos + rotate_half(q) * sin
         k = k * cos + rotate_half(k) * sin
-        if cache is not None:
-            k, v = cache.write(layer, k, v)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=cfg.num_kv_heads != cfg.num_heads)
+        ys = []
+        for span in spans:
+            ks, vs = k[:, :, span.positions], v[:, :, span.positions]
+            if span.cache is not None:
+                ks, vs = span.cache.write(layer, ks, vs)
+            ys.append(F.scaled_dot_product_attention(q[:, :, span.positions], ks, vs, attn_mask=span.mask,
+                                                     enable_gqa=cfg.num_kv_heads != cfg.num_heads))
+        y = ys[0] if len(ys) == 1 else torch.cat(ys, dim=2)
         return self.out(y.transpose(1, 2).reshape(b, t, -1))
 
 
@@ -127,8 +142,8 @@ class Block(nn.Module):
         self.mlp_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.mlp = MLP(cfg)
 
-    def forward(self, x, cos, sin, mask, cache, layer):
-        x = x + self.attn(self.attn_norm(x), cos, sin, mask, cache, layer)
+    def forward(self, x, cos, sin, spans, layer):
+        x = x + self.attn(self.attn_norm(x), cos, sin, spans, layer)
         return x + self.mlp(self.mlp_norm(x))
 
 
@@ -163,15 +178,38 @@ class DecoderLM(nn.Module):
         b, t, _ = embeds.shape
         past = cache.length if cache is not None else 0
         positions = torch.arange(past, past + t, device=embeds.device).expand(b, t)
-        cos, sin = self.rope(positions, embeds.dtype)
-        mask = self._mask(b, t, past, attention_mask, embeds.device)
-        if cache is not None:
-            cache.reserve(t)
-        x = embeds
+        span = Span(slice(None), self._mask(b, t, past, attention_mask, embeds.device), cache)
+        return self._run(embeds, positions, [span])
+
+    def forward_sessions(self, embeds: list[torch.Tensor], caches: list[KVCache]) -> list[torch.Tensor]:
+        """Several sessions in one pass: embeds[i] [t_i, hidden] follows caches[i] (one row each).
+
+        The sequences are laid end to end, so every matmul runs once over all of them (on a CPU
+        a decode step costs about the same for one row or a few); only attention is per session.
+        Returns the final-norm hidden states [t_i, hidden] of each.
+        """
+        lengths = [e.shape[0] for e in embeds]
+        device = embeds[0].device
+        positions = torch.cat([torch.arange(c.length, c.length + n, device=device) for c, n in zip(caches, lengths)])
+        spans, start = [], 0
+        for cache, n in zip(caches, lengths):
+            spans.append(Span(slice(start, start + n), self._mask(1, n, cache.length, None, device), cache))
+            start += n
+        hidden = self._run(torch.cat(embeds)[None], positions[None], spans)[0]
+        return list(hidden.split(lengths))
+
+    def _run(self, x: torch.Tensor, positions: torch.Tensor, spans: list[Span]) -> torch.Tensor:
+        cached = [(span.cache, len(range(*span.positions.indices(x.shape[1])))) for span in spans
+                  if span.cache is not None]
+        if len({id(cache) for cache, _ in cached}) < len(cached):
+            raise ValueError("a cache may be extended only once per pass")
+        for cache, n in cached:
+            cache.reserve(n)
+        cos, sin = self.rope(positions, x.dtype)
         for i, block in enumerate(self.blocks):
-            x = block(x, cos, sin, mask, cache, i)
-        if cache is not None:
-            cache.advance(t)
+            x = block(x, cos, sin, spans, i)
+        for cache, n in cached:
+            cache.advance(n)
         return self.norm(x)
 
     @staticmethod

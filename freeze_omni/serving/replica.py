@@ -2,8 +2,8 @@
 
 A `Replica` wraps a `TurnEngine` (which holds only models and settings) and runs a batch of
 items, each on the session it names. Items of one batch are of one kind from different
-sessions; they run one after another for now (the engine has no batched forward across
-sessions yet), which keeps the batch the unit a batched forward would replace.
+sessions, and the engine runs their LLM work in shared forward passes
+(`dialogue/batching.py`).
 
 Each item is protected by a checkpoint: if it raises, the session is rewound (`recovery.py`)
 and the error is returned for that item alone; the other items of the batch still run.
@@ -47,19 +47,22 @@ class Replica:
         return self.engine.new_session(session_id, seed=seed, system_prompt=system_prompt)
 
     def run(self, batch: list[tuple[WorkItem, Session]]) -> list[Result]:
-        return [self._run_one(item, session) for item, session in batch]
-
-    def _run_one(self, item: WorkItem, session: Session) -> Result:
-        checkpoint = Checkpoint.take(session)
-        try:
-            if item.kind is Kind.ENCODE:
-                events = self.engine.accept_audio(session, np.asarray(item.pcm, np.float32))
+        if not batch:
+            return []
+        checkpoints = [Checkpoint.take(session) for _, session in batch]
+        sessions = [session for _, session in batch]
+        if batch[0][0].kind is Kind.ENCODE:
+            outcomes = self.engine.accept_audio_batch([(s, np.asarray(item.pcm, np.float32)) for item, s in batch])
+        else:
+            outcomes = self.engine.step_answer_batch(sessions)
+        finished, results = time.monotonic(), []
+        for (item, session), checkpoint, outcome in zip(batch, checkpoints, outcomes):
+            if isinstance(outcome, Exception):  # any failure: the session goes back to a consistent state
+                rewind(session, checkpoint, self.engine.detector)
+                results.append(Result(item, error=outcome, finished=finished))
             else:
-                events = self.engine.step_answer(session, 1)
-        except Exception as error:  # any failure: the session goes back to a consistent state
-            rewind(session, checkpoint, self.engine.detector)
-            return Result(item, error=error, finished=time.monotonic())
-        return Result(item, events, answer=answer_work(self.engine, session), finished=time.monotonic())
+                results.append(Result(item, outcome, answer=answer_work(self.engine, session), finished=finished))
+        return results
 
 
 def load_replicas(model_dir, count: int, temperature: float = 0.0) -> list[Replica]:
