@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-APT_PACKAGES := espeak-ng bsdgames fortunes chromium
+APT_PACKAGES := espeak-ng bsdgames fortunes chromium flite pocketsphinx-testdata
 
 .PHONY: demo test system-packages llm clean-venv
 
@@ -14,7 +14,9 @@ test: $(STAMP) llm
 	$(BIN)/python -m pytest -q
 
 # espeak-ng speaks training voices and phonemises text; bsdgames and fortunes hold question and
-# sentence texts for the corpus; chromium runs the web client's browser test (headless).
+# sentence texts for the corpus; chromium runs the web client's browser test (headless);
+# flite (a synthesizer no training uses) and pocketsphinx-testdata (human recordings with
+# transcripts) make the evaluation sets of `freeze-omni data eval-sets`, never training data.
 system-packages:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
