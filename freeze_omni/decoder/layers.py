@@ -8,6 +8,7 @@ owned by the caller.
 
 from __future__ import annotations
 
+from functools import cache
 from typing import NamedTuple
 
 import torch
@@ -30,14 +31,24 @@ class RMSNorm(nn.Module):
         return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
 
 
-def rotary(x: torch.Tensor, positions: torch.Tensor, base: float = 10000.0) -> torch.Tensor:
-    """Rotary position embedding of x [b, heads, t, d] at integer positions [t] or [b, t]."""
-    half = x.shape[-1] // 2
-    freqs = base ** (-torch.arange(half, device=x.device, dtype=torch.float32) / half)
-    angles = positions.to(torch.float32)[..., None] * freqs  # [(b,) t, half]
+@cache
+def _frequencies(half: int, base: float, device: torch.device) -> torch.Tensor:
+    return base ** (-torch.arange(half, device=device, dtype=torch.float32) / half)
+
+
+def rotary_tables(positions: torch.Tensor, head_dim: int, dtype: torch.dtype,
+                  base: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos, sin [(b, 1,) t, head_dim / 2] for integer positions [t] or [b, t]. Made once per call
+    and shared by queries and keys: the AR decoder's step is bound by per-op overhead."""
+    angles = positions.to(torch.float32)[..., None] * _frequencies(head_dim // 2, base, positions.device)
     if angles.dim() == 3:
         angles = angles[:, None]
-    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+    return angles.cos().to(dtype), angles.sin().to(dtype)
+
+
+def rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotary position embedding of x [b, heads, t, d] with tables from `rotary_tables`."""
+    half = x.shape[-1] // 2
     x1, x2 = x[..., :half], x[..., half:]
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], -1)
 
@@ -61,7 +72,8 @@ class Attention(nn.Module):
         """x [b, t, dim]; mask [b or 1, 1, t, keys] True = may attend, keys = prefix + cache + t.
         Returns the output and this call's keys/values appended to `cache` (rotary applied)."""
         q, k, v = (self.split(y) for y in self.qkv(x).chunk(3, -1))
-        q, k = rotary(q, positions), rotary(k, positions)
+        cos, sin = rotary_tables(positions, self.head_dim, q.dtype)
+        q, k = rotary(q, cos, sin), rotary(k, cos, sin)
         if cache is not None:
             k, v = torch.cat([cache.k, k], 2), torch.cat([cache.v, v], 2)
         new_cache = KV(k, v)

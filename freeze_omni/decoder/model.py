@@ -14,7 +14,7 @@ Without a prefix (voice alone, or before stage 3) the AR decoder works on its ow
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -109,14 +109,26 @@ class Prefix:
     kv: list[KV]
     mask: torch.Tensor  # [b, L] True at real positions
     bias: torch.Tensor  # [layers]
+    _rows: dict[int, torch.Tensor] = field(default_factory=dict, repr=False)
 
     def attention_mask(self, layer: int, causal: torch.Tensor) -> torch.Tensor:
         """causal [b or 1, 1, t, keys] bool -> float mask over (prefix + keys) with the prefix bias."""
         neg = torch.finfo(self.bias.dtype).min
         own = torch.zeros(causal.shape, dtype=self.bias.dtype, device=causal.device).masked_fill(~causal, neg)
-        pre = torch.where(self.mask[:, None, None, :], self.bias[layer], neg).expand(
-            -1, 1, causal.shape[2], -1).to(own.dtype)
+        pre = self._prefix_row(layer).expand(-1, 1, causal.shape[2], -1)
         return torch.cat([pre, own.expand(pre.shape[0], -1, -1, -1)], -1)
+
+    def step_mask(self, layer: int, keys: int) -> torch.Tensor:
+        """`attention_mask` for one new position that may see all `keys` of its own: [b, 1, 1, L + keys]."""
+        pre = self._prefix_row(layer)
+        return torch.cat([pre, pre.new_zeros(*pre.shape[:3], keys)], -1)
+
+    def _prefix_row(self, layer: int) -> torch.Tensor:
+        """[b, 1, 1, L]: the bias on real prefix keys, -inf-like on padding (kept: the AR step asks every symbol)."""
+        if layer not in self._rows:
+            neg = torch.finfo(self.bias.dtype).min
+            self._rows[layer] = torch.where(self.mask[:, None, None, :], self.bias[layer], neg)
+        return self._rows[layer]
 
 
 class CodebookHead(nn.Module):
@@ -132,19 +144,21 @@ class CodebookHead(nn.Module):
         self.control = nn.Linear(config.dim, 2)
         self.log_scale = nn.Parameter(torch.tensor(config.code_log_scale))
         self.register_buffer("codebook", torch.zeros(config.codes, config.code_dim))
-        self._half_norms: tuple[tuple[int, int], torch.Tensor] | None = None
+        self._derived: tuple[tuple[int, int], torch.Tensor, torch.Tensor] | None = None
 
-    def half_norms(self) -> torch.Tensor:
-        """|code|^2 / 2 per code, recomputed only when the codebook changes (it is fixed while
-        decoding, and recomputing it cost more than the rest of a step)."""
+    def derived(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The codebook transposed into contiguous memory [code_dim, codes] and |code|^2 / 2 per
+        code, remade only when the codebook changes: it is fixed while decoding, and these cost
+        more than the rest of a step (a contiguous matrix halves the matmul's time)."""
         key = (id(self.codebook), self.codebook._version)
-        if self._half_norms is None or self._half_norms[0] != key:
-            self._half_norms = (key, 0.5 * (self.codebook * self.codebook).sum(-1))
-        return self._half_norms[1]
+        if self._derived is None or self._derived[0] != key:
+            self._derived = (key, self.codebook.T.contiguous(), 0.5 * (self.codebook * self.codebook).sum(-1))
+        return self._derived[1], self._derived[2]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q = self.query(x)
-        codes = (q @ self.codebook.T - self.half_norms()) * self.log_scale.exp()
+        transposed, half_norms = self.derived()
+        codes = (q @ transposed - half_norms) * self.log_scale.exp()
         return torch.cat([codes, self.control(x)], -1)
 
 
@@ -187,10 +201,9 @@ class ARDecoder(nn.Module):
         x = self.embed(symbol[:, None], state[:, None], count[:, None])
         positions = torch.tensor([position], device=x.device)
         keys = position + 1
-        causal = torch.ones(1, 1, 1, keys, dtype=torch.bool, device=x.device)
         new_caches = []
         for i, block in enumerate(self.blocks):
-            mask = None if prefix is None else prefix.attention_mask(i, causal)
+            mask = None if prefix is None else prefix.step_mask(i, keys)
             x, cache = block(x, positions, mask, None if prefix is None else prefix.kv[i],
                              None if caches is None else caches[i])
             new_caches.append(cache)
