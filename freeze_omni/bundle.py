@@ -24,6 +24,7 @@ from freeze_omni.encoder import EncoderConfig, SpeechEncoder
 from freeze_omni.errors import FreezeOmniError, ModelNotFoundError
 from freeze_omni.llm import FrozenLLM
 from freeze_omni.dialogue.speaker import Speaker, TextOnlySpeaker
+from freeze_omni.dialogue.turn import DialogueConfig
 from freeze_omni.llm.state_head import StateHead
 from freeze_omni.safetensors_io import save_fp16
 from freeze_omni.speech_input import SpeechInput
@@ -44,7 +45,15 @@ class ModelSpec:
     llm: str = ""  # HF directory or .gguf; "" = the default backbone
     llm_dtype: str = "bfloat16"
     system_prompt: str = ""  # "" = the dialogue default
+    answer_threshold: float = 0.0  # tuned on held-out turns; see `DialogueConfig.answer_threshold`
     format: int = FORMAT
+
+    def dialogue_config(self, **settings) -> DialogueConfig:
+        """The dialogue settings this model was tuned with, and any `settings` over them."""
+        own = {"answer_threshold": self.answer_threshold}
+        if self.system_prompt:
+            own["system_prompt"] = self.system_prompt
+        return DialogueConfig(**{**own, **settings})
 
 
 SPEECH_OUT = ("decoder.safetensors", "codec.safetensors")

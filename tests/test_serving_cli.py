@@ -42,7 +42,7 @@ def fit_head(model_dir, questions: list[np.ndarray]) -> StateHead:
     force(head, DialogueState.LISTEN)  # hear every question to its end, and the silence after it
     hidden, labels, ended = [], [], False
     decide = head.decide
-    head.decide = lambda h: (hidden.append(h[0].detach().float().clone()), decide(h))[1]
+    head.decide = lambda h, *threshold: (hidden.append(h[0].detach().float().clone()), decide(h, *threshold))[1]
     engine = TurnEngine(model.speech_input, model.llm, head, SpeechDetector())
     session = engine.new_session("fit")
     audio = np.concatenate([np.concatenate([q, np.zeros(32000, np.float32)]) for q in questions])

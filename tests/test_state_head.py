@@ -39,3 +39,12 @@ def test_decide_reads_the_hidden_state():
     assert head.decide(torch.tensor([1.0, 0, 0, 0]))[0] is DialogueState.ANSWER
     assert head.decide(torch.tensor([0.0, 1, 0, 0]))[0] is DialogueState.IGNORE
     assert head.decide(torch.tensor([-1.0, -1, 0, 0]))[0] is DialogueState.LISTEN
+
+
+def test_an_answer_below_the_threshold_keeps_listening():
+    head = StateHead(4)
+    with torch.no_grad():
+        head.proj.weight.zero_()
+        head.proj.bias.copy_(torch.tensor([0.0, 1.0, 0.0]))  # p(answer) = e / (e + 2) = 0.58
+    assert head.decide(torch.zeros(4), answer_threshold=0.5)[0] is DialogueState.ANSWER
+    assert head.decide(torch.zeros(4), answer_threshold=0.6)[0] is DialogueState.LISTEN

@@ -35,12 +35,12 @@ def converse(args: argparse.Namespace, audio) -> list[dict]:
     from freeze_omni.audio.io import write_wav
     from freeze_omni.audio.vad import SpeechDetector
     from freeze_omni.bundle import load_model
-    from freeze_omni.dialogue import DialogueConfig, TurnEngine
+    from freeze_omni.dialogue import TurnEngine
     from freeze_omni.dialogue.replay import replay
 
     model = load_model(args.model)
-    config = DialogueConfig(system_prompt=model.spec.system_prompt) if model.spec.system_prompt else DialogueConfig()
-    engine = TurnEngine(model.speech_input, model.llm, model.state_head, SpeechDetector(), model.speaker, config=config)
+    engine = TurnEngine(model.speech_input, model.llm, model.state_head, SpeechDetector(), model.speaker,
+                        config=model.spec.dialogue_config())
     log = (lambda event: None) if args.json else _print_event
     turns = replay(engine, audio, realtime=args.realtime, on_event=log)
     out = []

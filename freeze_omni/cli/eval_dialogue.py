@@ -11,15 +11,15 @@ from freeze_omni.eval.report import add_report_arguments, emit
 from freeze_omni.paths import DEFAULT_MODEL_DIR
 
 
-def load_engine(model_dir: Path, max_answer_tokens: int, speech: bool):
-    """A greedy turn engine on the bundle; `speech=False` answers in text only."""
+def load_engine(model_dir: Path, max_answer_tokens: int, speech: bool, **settings):
+    """A greedy turn engine on the bundle; `speech=False` answers in text only; `settings` go
+    over the model's own dialogue settings."""
     from freeze_omni.audio.vad import SpeechDetector
     from freeze_omni.bundle import load_model
-    from freeze_omni.dialogue import DialogueConfig, TurnEngine
+    from freeze_omni.dialogue import TurnEngine
 
     model = load_model(model_dir, speech=speech)
-    prompt = model.spec.system_prompt or DialogueConfig().system_prompt
-    config = DialogueConfig(system_prompt=prompt, max_answer_tokens=max_answer_tokens)
+    config = model.spec.dialogue_config(max_answer_tokens=max_answer_tokens, **settings)
     return TurnEngine(model.speech_input, model.llm, model.state_head, SpeechDetector(), model.speaker, config=config)
 
 
@@ -46,9 +46,11 @@ def run_duplex(args: argparse.Namespace) -> int:
 
     manifest = args.manifest or data_dir() / "corpus" / "default" / "test.jsonl"
     cases = build_cases(read_turn_utterances(manifest), args.requests, args.seed)
-    engine = load_engine(args.model, args.max_tokens, speech=True)
+    settings = {} if args.answer_threshold is None else {"answer_threshold": args.answer_threshold}
+    engine = load_engine(args.model, args.max_tokens, speech=True, **settings)
     result = evaluate_duplex(engine, cases, log=lambda m: print(m, file=sys.stderr))
-    emit({**result, "manifest": str(manifest), "model": str(args.model)}, args, "Duplex behaviour")
+    emit({**result, "answer_threshold": engine.config.answer_threshold, "manifest": str(manifest),
+          "model": str(args.model)}, args, "Duplex behaviour")
     return 0
 
 
@@ -100,6 +102,7 @@ def register(commands) -> None:
                      "for the assistant, half as many barge-ins")
     sub.add_argument("--seed", type=int, default=0)
     sub.add_argument("--max-tokens", type=int, default=48, help="answer length limit (tokens)")
+    sub.add_argument("--answer-threshold", type=float, help="p(answer) needed to take the turn (default: the model's)")
     add_report_arguments(sub)
 
     sub = add_leaf(commands, "latency", "wall-clock latency per stage from the end of user speech (p50/p95)",

@@ -103,6 +103,7 @@ class DialogueConfig:
     left_chunks: int = UNLIMITED  # encoder attention context within a turn
     pause_after_ms: float = 96.0  # user speech this long pauses an active answer (rule 8)
     audio_lead_ms: float = 480.0  # answer audio queued ahead of playback before tokens come first again
+    answer_threshold: float = 0.0  # p(answer) the state head needs to take the turn (0: its most likely state)
 
     def __post_init__(self) -> None:
         if self.preroll_samples < CHUNK_SAMPLES:
@@ -237,7 +238,7 @@ class TurnEngine:
             embeds, turn.speech = self.speech_input.step(feats, turn.speech)
             if embeds.shape[1]:
                 output = yield LLMCall(embeds, turn.kv)
-                state, probabilities = self.state_head.decide(output.last)
+                state, probabilities = self.state_head.decide(output.last, self.config.answer_threshold)
                 decision = StateDecision(now, state, probabilities, barge_in=turn.cut is not None)
         events: list[Event] = [decision] if decision else []
         if decision and decision.state == DialogueState.ANSWER:

@@ -29,8 +29,12 @@ class StateHead(nn.Module):
         return self.proj(hidden.to(device=self.proj.weight.device, dtype=self.proj.weight.dtype))
 
     @torch.no_grad()
-    def decide(self, hidden: torch.Tensor) -> tuple[DialogueState, tuple[float, float, float]]:
+    def decide(self, hidden: torch.Tensor, answer_threshold: float = 0.0) -> tuple[DialogueState, tuple[float, float, float]]:
         """One position's hidden state [hidden] or [1, hidden] -> the most likely state and all
-        three probabilities (kept for diagnostics and threshold tuning)."""
+        three probabilities. ANSWER must also reach `answer_threshold`, else it is LISTEN: a
+        false answer costs the user more than a chunk of delay, so a model can be tuned to wait."""
         probs = self(hidden.reshape(-1)).float().softmax(-1)
-        return DialogueState(int(probs.argmax())), tuple(float(p) for p in probs)
+        state = DialogueState(int(probs.argmax()))
+        if state is DialogueState.ANSWER and probs[state] < answer_threshold:
+            state = DialogueState.LISTEN
+        return state, tuple(float(p) for p in probs)

@@ -12,7 +12,7 @@ and the error is returned for that item alone; the other items of the batch stil
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -73,13 +73,10 @@ def load_replicas(model_dir, count: int, temperature: float = 0.0) -> list[Repli
 
     from freeze_omni.audio.vad import SpeechDetector
     from freeze_omni.bundle import load_model
-    from freeze_omni.dialogue.turn import DialogueConfig
     from freeze_omni.llm import SamplingConfig
 
     model = load_model(model_dir)
-    config = DialogueConfig(sampling=SamplingConfig(temperature=temperature))
-    if model.spec.system_prompt:
-        config = replace(config, system_prompt=model.spec.system_prompt)
+    config = model.spec.dialogue_config(sampling=SamplingConfig(temperature=temperature))
     detector = SpeechDetector()
     replicas = []
     for i in range(count):
