@@ -2,7 +2,9 @@
 
 The LLM reads [system instruction | user turn start | prompt embeddings | speech | user turn end,
 assistant start] and is taught, by next-token loss on the transcript, to write what was said. The
-LLM never changes; the encoder (from stage 1), the adapter and the prompt embeddings learn.
+LLM never changes; the encoder (from stage 1), the adapter and the prompt embeddings learn. An
+optional CTC loss against the LLM's own input embeddings (`embedding_ctc.py`) gives the adapter a
+direct signal while the LLM still writes from its prior.
 Evaluation: WER of the transcripts the LLM writes from 160 ms streaming chunks.
 """
 
@@ -21,6 +23,7 @@ from freeze_omni.errors import FreezeOmniError
 from freeze_omni.eval.metrics import error_rates
 from freeze_omni.llm import FrozenLLM
 from freeze_omni.speech_input import SpeechInput
+from freeze_omni.train.embedding_ctc import embedding_ctc_loss
 from freeze_omni.train.sequences import next_token_loss, pack_rows
 from freeze_omni.train.stages.encoder_ctc import build_encoder, chunk_frames_160ms
 from freeze_omni.train.stages.speech import BatchSpec, ChunkedSpeechData, SpeechDataSettings
@@ -37,13 +40,16 @@ class EncoderLLMSettings(SpeechDataSettings):
     instruction: str = ASR_INSTRUCTION
     prompt_length: int = 4
     train_encoder: bool = True
+    embedding_ctc_weight: float = 0.0  # weight of the CTC loss against the LLM's input embeddings
 
 
 class EncoderLLMModel(nn.Module):
-    def __init__(self, speech_input: SpeechInput, llm: FrozenLLM, instruction: str) -> None:
+    def __init__(self, speech_input: SpeechInput, llm: FrozenLLM, instruction: str,
+                 embedding_ctc_weight: float = 0.0) -> None:
         super().__init__()
         self.speech_input = speech_input
         self.llm = llm
+        self.embedding_ctc_weight = embedding_ctc_weight
         template, tokenizer = llm.template, llm.tokenizer
         self.register_buffer("prefix_ids", torch.tensor(template.system(tokenizer, instruction) + template.user_start),
                              persistent=False)
@@ -62,7 +68,12 @@ class EncoderLLMModel(nn.Module):
         packed = pack_rows(self.prefix(), speech, suffix, targets, self.llm.embed)
         hidden = self.llm(packed.embeds, packed.attention_mask.to(feats.device))
         loss, accuracy = next_token_loss(hidden, packed.labels.to(feats.device), self.llm.logits)
-        return loss, {"token_accuracy": accuracy}
+        metrics = {"token_accuracy": accuracy}
+        if self.embedding_ctc_weight:
+            ctc = embedding_ctc_loss(speech, [t[:-1] for t in targets], self.llm.model.embed.weight)
+            loss = loss + self.embedding_ctc_weight * ctc
+            metrics["embedding_ctc"] = float(ctc)
+        return loss, metrics
 
     @torch.no_grad()
     def transcribe(self, feats: torch.Tensor, lengths: torch.Tensor, chunk_size: int, left_chunks: int,
@@ -92,7 +103,8 @@ def load_speech_input(settings: EncoderLLMSettings, llm_hidden_size: int) -> Spe
 
 def build_model(settings: EncoderLLMSettings, llm: FrozenLLM | None = None) -> EncoderLLMModel:
     llm = llm or FrozenLLM.load(settings.llm or None, dtype=getattr(torch, settings.llm_dtype))
-    return EncoderLLMModel(load_speech_input(settings, llm.hidden_size), llm, settings.instruction)
+    return EncoderLLMModel(load_speech_input(settings, llm.hidden_size), llm, settings.instruction,
+                           settings.embedding_ctc_weight)
 
 
 class EncoderLLMStage(ChunkedSpeechData):
