@@ -1,10 +1,14 @@
 """Duplex evaluation: generated cases, and figures that follow the state head's behaviour."""
 
+from dataclasses import replace
+
 import pytest
+import torch
 
 from dialogue_support import ANSWER, LISTEN, RecordingSpeaker, forced_head, make_engine
 from freeze_omni.audio.io import write_wav
-from freeze_omni.eval.duplex import build_cases, evaluate_duplex
+from freeze_omni.dialogue import TurnEngine
+from freeze_omni.eval.duplex import build_cases, evaluate_duplex, sweep_answer_threshold
 from freeze_omni.llm import SamplingConfig
 from freeze_omni.train.turns import Utterance
 
@@ -54,3 +58,23 @@ def test_a_head_that_never_answers_misses_every_request(llm, speech_input, detec
     result = evaluate_duplex(engine_for(llm, speech_input, detector, LISTEN), cases, log=lambda _: None)
     assert result["missed_request_rate"] == 1.0 and result["false_answer_rate"] == 0.0
     assert result["end_of_turn_delay_ms"] == {"p50": None, "p95": None}
+
+
+def test_the_threshold_sweep_agrees_with_real_runs(llm, speech_input, detector, utterances):
+    """A head that says ANSWER with p = 0.58 on every chunk: below the threshold it never answers."""
+    cases = [c for c in build_cases(utterances, n=3, seed=1) if c.kind != "barge-in"]
+    head = forced_head(llm, LISTEN)
+    with torch.no_grad():
+        head.proj.bias.copy_(torch.tensor([0.0, 1.0, 0.0]))
+    engine = make_engine(llm, speech_input, detector, head, max_answer_tokens=3, sampling=SamplingConfig())
+    low, high = sweep_answer_threshold(engine, cases, [0.5, 0.6], log=lambda _: None)
+    real = evaluate_duplex(engine_for_threshold(engine, 0.5), cases, log=lambda _: None)
+    for key in ("false_answer_rate", "missed_request_rate", "end_of_turn_delay_ms"):
+        assert low[key] == real[key], key
+    assert low["missed_request_rate"] == 0.0 and low["false_answer_rate"] > 0
+    assert high["missed_request_rate"] == 1.0 and high["false_answer_rate"] == 0.0
+
+
+def engine_for_threshold(engine, threshold):
+    return TurnEngine(engine.speech_input, engine.llm, engine.state_head, engine.detector, engine.speaker,
+                      replace(engine.config, answer_threshold=threshold))

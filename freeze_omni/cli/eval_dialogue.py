@@ -40,14 +40,25 @@ def run_spoken_qa(args: argparse.Namespace) -> int:
 
 
 def run_duplex(args: argparse.Namespace) -> int:
-    from freeze_omni.eval.duplex import build_cases, evaluate_duplex
+    from freeze_omni.eval.duplex import build_cases, evaluate_duplex, sweep_answer_threshold
     from freeze_omni.paths import data_dir
     from freeze_omni.train.turns import read_turn_utterances
 
     manifest = args.manifest or data_dir() / "corpus" / "default" / "test.jsonl"
     cases = build_cases(read_turn_utterances(manifest), args.requests, args.seed)
     settings = {} if args.answer_threshold is None else {"answer_threshold": args.answer_threshold}
-    engine = load_engine(args.model, args.max_tokens, speech=True, **settings)
+    engine = load_engine(args.model, args.max_tokens, speech=args.sweep is None, **settings)
+    if args.sweep is not None:
+        thresholds = [float(t) for t in args.sweep.split(",")]
+        table = sweep_answer_threshold(engine, cases, thresholds, log=lambda m: print(m, file=sys.stderr))
+        emit({"threshold_sweep": table, "n": sum(c.kind != "barge-in" for c in cases), "manifest": str(manifest),
+              "model": str(args.model)}, args, "Answer threshold sweep")
+        if not args.json:
+            for row in table:
+                delay = row["end_of_turn_delay_ms"]
+                print(f"threshold {row['answer_threshold']}: false answers {row['false_answer_rate']}, missed "
+                      f"{row['missed_request_rate']}, end-of-turn delay p50 {delay['p50']} p95 {delay['p95']}")
+        return 0
     result = evaluate_duplex(engine, cases, log=lambda m: print(m, file=sys.stderr))
     emit({**result, "answer_threshold": engine.config.answer_threshold, "manifest": str(manifest),
           "model": str(args.model)}, args, "Duplex behaviour")
@@ -103,6 +114,8 @@ def register(commands) -> None:
     sub.add_argument("--seed", type=int, default=0)
     sub.add_argument("--max-tokens", type=int, default=48, help="answer length limit (tokens)")
     sub.add_argument("--answer-threshold", type=float, help="p(answer) needed to take the turn (default: the model's)")
+    sub.add_argument("--sweep", metavar="T1,T2,...", help="instead: false answers, missed requests and delay for "
+                     "each answer threshold, from one pass with answers off (barge-ins left out)")
     add_report_arguments(sub)
 
     sub = add_leaf(commands, "latency", "wall-clock latency per stage from the end of user speech (p50/p95)",

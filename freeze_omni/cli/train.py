@@ -68,8 +68,8 @@ def export_model(args: argparse.Namespace) -> int:
 
     run = Path(args.run_dir) if args.run_dir else data_dir() / "runs" / "encoder-qa"
     out = Path(args.out) if args.out else DEFAULT_MODEL_DIR
-    export_bundle(run / "last.pt", out)
-    print(json.dumps({"checkpoint": str(run / "last.pt"), "model_dir": str(out)}))
+    export_bundle(run / "last.pt", out, args.answer_threshold)
+    print(json.dumps({"checkpoint": str(run / "last.pt"), "model_dir": str(out), "answer_threshold": args.answer_threshold}))
     return 0
 
 
@@ -88,6 +88,8 @@ def register(commands) -> None:
     sub.add_argument("--from", dest="run_dir", metavar="RUN_DIR",
                      help="encoder-qa run folder (default: $FREEZE_OMNI_DATA/runs/encoder-qa)")
     sub.add_argument("--out", help="model folder to write (default: the packaged default model)")
+    sub.add_argument("--answer-threshold", type=float, default=0.0,
+                     help="p(answer) the state head needs to take the turn (tune with `eval duplex --sweep`)")
     from freeze_omni.cli import train_codec
 
     train_codec.register(stages)

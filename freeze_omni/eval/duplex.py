@@ -13,6 +13,11 @@ through the turn engine in 160 ms chunks. Times are on the input stream's clock.
   speech onset; `barge_ins_interrupted` counts the talk-overs that then ended the answer. Only
   answers still playing at that onset count (a text-only model has no playback, so it yields no
   barge-in figures).
+
+`sweep_answer_threshold` tunes `DialogueConfig.answer_threshold` from one pass: with answers
+switched off, every chunk's state probabilities are recorded, and for each threshold the first
+chunk that would have answered gives the figures. Up to that chunk a run does not depend on the
+threshold, so this is what a run with that threshold would measure (barge-ins left out).
 """
 
 from __future__ import annotations
@@ -20,12 +25,14 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from freeze_omni.audio.io import read_audio
-from freeze_omni.dialogue.events import AnswerAudio, AnswerFinished, AnswerPaused, AnswerStarted, Event, Interrupted
+from freeze_omni.dialogue.events import (AnswerAudio, AnswerFinished, AnswerPaused, AnswerStarted, Event, Interrupted,
+                                         StateDecision)
+from freeze_omni.llm.state_head import DialogueState
 from freeze_omni.dialogue.replay import replay
 from freeze_omni.dialogue.turn import TurnEngine
 from freeze_omni.eval.report import percentiles
@@ -120,6 +127,39 @@ def evaluate_duplex(engine: TurnEngine, cases: Sequence[DuplexCase],
             "early_answer_rate": early / n_requests if n_requests else None,
             "barge_in_stop_ms": percentiles(stops), "barge_ins_tested": barge_ins,
             "barge_ins_stopped": len(stops), "barge_ins_interrupted": interrupted, "n": len(cases), "items": rows}
+
+
+def sweep_answer_threshold(engine: TurnEngine, cases: Sequence[DuplexCase], thresholds: Sequence[float],
+                           log: Callable[[str], None] = print) -> list[dict]:
+    """False-answer rate, missed-request rate and end-of-turn delay for each threshold."""
+    never = TurnEngine(engine.speech_input, engine.llm, engine.state_head, engine.detector,
+                       config=replace(engine.config, answer_threshold=2.0))
+    runs = []
+    for number, case in enumerate(c for c in cases if c.kind != "barge-in"):
+        events: list[Event] = []
+        replay(never, case.audio, on_event=events.append)
+        decisions = [e for e in events if isinstance(e, StateDecision)]
+        runs.append((case, decisions))
+        log(f"[{number + 1}] {case.kind}: {len(decisions)} decisions")
+    table = []
+    for threshold in thresholds:
+        delays, missed, false_answers, n_requests = [], 0, 0, 0
+        for case, decisions in runs:
+            answered = next((d.t_ms for d in decisions if d.state is not DialogueState.IGNORE and
+                             d.probabilities[DialogueState.ANSWER] >= max(threshold, *d.probabilities)), None)
+            if case.kind == "request":
+                n_requests += 1
+                if answered is None:
+                    missed += 1
+                else:
+                    delays.append(answered - case.mark_ms)
+            else:
+                false_answers += answered is not None
+        not_meant = len(runs) - n_requests
+        table.append({"answer_threshold": threshold, "end_of_turn_delay_ms": percentiles(delays),
+                      "false_answer_rate": false_answers / not_meant if not_meant else None,
+                      "missed_request_rate": missed / n_requests if n_requests else None})
+    return table
 
 
 def _playing_at(events: list[Event], t_ms: float) -> bool:

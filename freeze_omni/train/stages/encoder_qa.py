@@ -149,7 +149,7 @@ def load_speech_input(settings: EncoderQASettings, llm_hidden_size: int) -> Spee
     return speech_input
 
 
-def export_bundle(checkpoint: Path, model_dir: Path) -> EncoderQASettings:
+def export_bundle(checkpoint: Path, model_dir: Path, answer_threshold: float = 0.0) -> EncoderQASettings:
     """Write the model bundle `freeze-omni chat` and `serve` load (fp16) from a stage-3 checkpoint."""
     from freeze_omni.bundle import save_model
 
@@ -162,7 +162,7 @@ def export_bundle(checkpoint: Path, model_dir: Path) -> EncoderQASettings:
     frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
     if unexpected or set(missing) - frozen - {k for k in missing if k.startswith("llm.")}:
         raise FreezeOmniError(f"{checkpoint} does not fit the stage-3 model it names")
-    save_model(model_dir, model.speech_input, model.state_head, settings.llm, settings.system_prompt)
+    save_model(model_dir, model.speech_input, model.state_head, settings.llm, settings.system_prompt, answer_threshold)
     return settings
 
 
