@@ -26,7 +26,7 @@ def test_stage_trains_speech_side_and_state_head_never_the_llm(tiny_corpus, tmp_
     llm = FrozenLLM.from_hf_model(*tiny_hf_model("qwen2"))
     llm_before = {k: v.clone() for k, v in llm.state_dict().items()}
     settings = EncoderQASettings(corpus=str(tiny_corpus), answers_dir=str(tmp_path / "answers"), max_answer_tokens=5,
-                                 conversations_per_batch=2, eval_turns=2, ignore_share=0.5)
+                                 conversations_per_batch=2, eval_turns=2, ignore_share=0.5, embedding_ctc_weight=0.3)
     stage = EncoderQAStage(settings, llm=llm)
     head_before = stage.module.state_head.proj.weight.detach().clone()
     encoder_before = {k: v.clone() for k, v in stage.module.speech_input.encoder.state_dict().items()}
@@ -37,7 +37,7 @@ def test_stage_trains_speech_side_and_state_head_never_the_llm(tiny_corpus, tmp_
     for length, item in zip(batch["lengths"].tolist(), [t for c in batch["conversations"] for t in c]):
         assert length == 16 * len(item.labels)
         assert item.labels[-1] in (int(DialogueState.ANSWER), int(DialogueState.IGNORE))
-        assert (item.answer is None) == (item.labels[-1] == int(DialogueState.IGNORE))
+        assert (item.answer is None) == (item.labels[-1] == int(DialogueState.IGNORE)) == (item.transcript is None)
 
     config = TrainConfig(out_dir=str(tmp_path / "run"), max_steps=3, eval_every=3, checkpoint_every=3, threads=1,
                          learning_rate=1e-2, warmup_steps=1, log_every=1)
@@ -47,6 +47,7 @@ def test_stage_trains_speech_side_and_state_head_never_the_llm(tiny_corpus, tmp_
                                    "false_answer_rate", "answer_token_accuracy"}
     records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert all(math.isfinite(r["state_loss"]) and math.isfinite(r["answer_loss"]) for r in records if "loss" in r)
+    assert any(math.isfinite(r.get("embedding_ctc", math.nan)) for r in records)
     assert not torch.equal(stage.module.state_head.proj.weight, head_before)
     for name, value in llm.state_dict().items():
         assert torch.equal(value, llm_before[name]), name

@@ -36,6 +36,7 @@ from freeze_omni.speech_input import SpeechInput
 from freeze_omni.train.answers import AnswerBook
 from freeze_omni.train.config import StageSettings
 from freeze_omni.train.data import pad_features
+from freeze_omni.train.embedding_ctc import embedding_ctc_loss
 from freeze_omni.train.sequences import IGNORE, RowBuilder, next_token_loss, pad_rows
 from freeze_omni.train.stages.encoder_ctc import build_encoder, chunk_frames_160ms
 from freeze_omni.train.turns import (
@@ -61,6 +62,7 @@ class EncoderQASettings(StageSettings):
     ignore_share: float = 0.4
     train_encoder: bool = False
     state_weight: float = 1.0
+    embedding_ctc_weight: float = 0.0  # keeps request speech near the LLM's embeddings of its words (stage 2's loss)
     request_texts: int = 0            # distinct request texts to learn from (a seeded sample); 0 = all
     eval_turns: int = 40              # held-out requests and as many turns to ignore
     answers_dir: str = ""             # where typed answers are kept; "" = $FREEZE_OMNI_DATA/answers
@@ -73,6 +75,7 @@ class TurnBatch:
 
     labels: list[int]
     answer: list[int] | None  # answer ids with the learnt end token; None for an ignored turn
+    transcript: list[int] | None = None  # LLM ids of a request's words (for the embedding CTC loss)
 
 
 class SpokenDialogueModel(nn.Module):
@@ -110,8 +113,9 @@ class SpokenDialogueModel(nn.Module):
         return rows
 
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor, conversations: list[list[TurnBatch]],
-                state_weight: float = 1.0):
-        packed = pad_rows(self.rows(self.speech(feats, lengths), conversations), torch.float32)
+                state_weight: float = 1.0, embedding_ctc_weight: float = 0.0):
+        speech = self.speech(feats, lengths)
+        packed = pad_rows(self.rows(speech, conversations), torch.float32)
         hidden = self.llm(packed.embeds, packed.attention_mask.to(feats.device))
         answer_loss, accuracy = next_token_loss(hidden, packed.labels.to(feats.device), self.llm.logits)
         positions = packed.states != IGNORE
@@ -119,9 +123,17 @@ class SpokenDialogueModel(nn.Module):
         targets = packed.states[positions].to(feats.device)
         state_loss = nn.functional.cross_entropy(state_logits.float(), targets)
         state_accuracy = (state_logits.argmax(-1) == targets).float().mean().item()
-        return answer_loss + state_weight * state_loss, {
-            "answer_loss": answer_loss.item(), "answer_token_accuracy": accuracy,
-            "state_loss": state_loss.item(), "state_accuracy": state_accuracy}
+        metrics = {"answer_loss": answer_loss.item(), "answer_token_accuracy": accuracy,
+                   "state_loss": state_loss.item(), "state_accuracy": state_accuracy}
+        loss = answer_loss + state_weight * state_loss
+        requests = [(s, item.transcript) for s, item in zip(speech, (i for c in conversations for i in c))
+                    if item.transcript]
+        if embedding_ctc_weight and requests:
+            ctc = embedding_ctc_loss([s for s, _ in requests], [torch.tensor(t) for _, t in requests],
+                                     self.llm.model.embed.weight)
+            loss = loss + embedding_ctc_weight * ctc
+            metrics["embedding_ctc"] = float(ctc)
+        return loss, metrics
 
 
 def state_positions(n_embeds: int, labels: list[int]) -> list[int]:
@@ -224,12 +236,15 @@ class EncoderQAStage:
                 labels = chunk_labels(turn.end, turn.label, turn.extra, self.turn_settings)
                 audio = read_audio(self.train_set[turn.utterance].audio) if turn.utterance >= 0 else None
                 feats.append(self.featurize(turn_audio(turn, audio, len(labels))))
-                answer = self.answer_ids(self.train_set[turn.utterance].text) if turn.sound == "request" else None
-                items.append(TurnBatch(labels, answer))
+                answer, transcript = None, None
+                if turn.sound == "request":
+                    text = self.train_set[turn.utterance].text
+                    answer, transcript = self.answer_ids(text), self.module.llm.tokenizer.encode(text, add_special_tokens=False)
+                items.append(TurnBatch(labels, answer, transcript))
             conversations.append(items)
         batch, lengths = pad_features(feats)
         return {"feats": batch.to(device), "lengths": lengths.to(device), "conversations": conversations,
-                "state_weight": self.settings.state_weight}
+                "state_weight": self.settings.state_weight, "embedding_ctc_weight": self.settings.embedding_ctc_weight}
 
     @torch.no_grad()
     def evaluate(self, module: SpokenDialogueModel) -> dict[str, float]:
