@@ -317,7 +317,7 @@ class TurnEngine:
         if speech_ready and (answer.logits is None
                              or answer.playout.end_ms - session.t_ms < self.config.audio_lead_ms):
             return "speech"
-        return "token" if answer.logits is not None else "speech"
+        return "token"  # not produced and no speech ready: generation is still going
 
     def _start_phrase(self, s: Session, answer: Answer) -> list[Event]:
         """The next phrase goes to the speaker; its text is shown now, as its audio starts."""
