@@ -53,8 +53,15 @@ class Conversation:
 
     @property
     def audio(self) -> np.ndarray:
-        pcm = b"".join(r.message for r in self.received if isinstance(r.message, bytes))
-        return np.frombuffer(pcm, "<i2").astype(np.float32) / 32768.0
+        """The answer audio as a listener heard it: a pause drops what had not played yet (the
+        server sends it again if the answer resumes)."""
+        pcm = bytearray()
+        for r in self.received:
+            if isinstance(r.message, bytes):
+                pcm += r.message
+            elif r.message.get("type") == "answer_paused":
+                del pcm[max(0, len(pcm) - 2 * r.message["unplayed_samples"]):]
+        return np.frombuffer(bytes(pcm), "<i2").astype(np.float32) / 32768.0
 
     @property
     def answer_pending(self) -> bool:
