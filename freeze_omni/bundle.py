@@ -115,7 +115,7 @@ def load_speaker(model_dir: Path, llm_hidden_size: int, device: torch.device | s
     if not has_speech_out(model_dir):
         return TextOnlySpeaker()
     from freeze_omni.codec.model import Codec
-    from freeze_omni.decoder.speaker import DecoderSpeaker
+    from freeze_omni.decoder.speaker import speaker_for_inference
     from freeze_omni.decoder.weights import load_decoder
 
     decoder = load_decoder(model_dir / "decoder.safetensors", device=device)
@@ -125,7 +125,7 @@ def load_speaker(model_dir: Path, llm_hidden_size: int, device: torch.device | s
     codec = Codec.load(model_dir / "codec.safetensors")
     if not torch.equal(decoder.decoder.head.codebook.cpu().half(), codec.codebook.half()):
         raise FreezeOmniError(f"{model_dir}: decoder.safetensors was trained for another codec than codec.safetensors")
-    return DecoderSpeaker(decoder, codec)
+    return speaker_for_inference(decoder, codec)  # AR step on ONNX Runtime (torch if that fails)
 
 
 def _load(path: Path) -> dict[str, torch.Tensor]:

@@ -70,4 +70,5 @@ def test_eval_and_bench_commands(codec, tmp_path, capsys):
                  "--json"]) == 0
     bench = json.loads(capsys.readouterr().out)
     assert bench["first_packet_ms"] > 0 and bench["rtf"] > 0 and bench["phrases"] == 5
+    assert bench["step"] == "onnx" and report["step"] == "onnx"  # inference runs the AR step on ONNX Runtime
     assert main(["eval", "speech-out", "--texts", str(tmp_path / "missing.txt"), "--no-prefix"]) == 1

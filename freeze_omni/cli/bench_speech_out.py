@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
 
     from freeze_omni.codec.model import Codec
     from freeze_omni.decoder.sampling import SamplingConfig
-    from freeze_omni.decoder.speaker import DecoderSpeaker
+    from freeze_omni.decoder.speaker import speaker_for_inference
     from freeze_omni.decoder.weights import DEFAULT_DECODER_PATH, load_decoder
     from freeze_omni.dialogue.speaker import Phrase
     from freeze_omni.errors import FreezeOmniError
@@ -33,7 +33,8 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     model = load_decoder(args.decoder or DEFAULT_DECODER_PATH)
     codec = Codec.load(args.codec) if args.codec else Codec.load()
-    speaker = DecoderSpeaker(model, codec, SamplingConfig(top_k=args.top_k))
+    speaker = speaker_for_inference(model, codec, SamplingConfig(top_k=args.top_k), threads=args.threads,
+                                    onnx=args.step == "onnx")
     generator = torch.Generator().manual_seed(0)
 
     def phrase(text: str) -> Phrase:
@@ -66,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
         "first_packet_tokens": speaker.packets.first_tokens,
         "top_k": args.top_k,
         "threads": torch.get_num_threads(),
+        "step": "onnx" if speaker.onnx_step is not None else "torch",
         "phrases": len(first_ms),
         "audio_s": round(audio_s, 2),
     }
@@ -79,5 +81,7 @@ def register(commands) -> None:
     sub.add_argument("--codec", help="codec weights (default: the default model's)")
     sub.add_argument("--top-k", type=int, default=2)
     sub.add_argument("--repeats", type=int, default=3)
-    sub.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    sub.add_argument("--threads", type=int, default=1, help="torch and ONNX Runtime threads (default 1)")
+    sub.add_argument("--step", choices=("onnx", "torch"), default="onnx",
+                     help="run the AR decoder's step on ONNX Runtime (default) or on the torch module")
     add_report_arguments(sub)

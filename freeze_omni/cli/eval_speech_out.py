@@ -24,6 +24,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from freeze_omni.codec.model import Codec
+    from freeze_omni.decoder.onnx_step import load_onnx_step
     from freeze_omni.decoder.weights import DEFAULT_DECODER_PATH, load_decoder
     from freeze_omni.eval.speech_out import evaluate_speech_out, read_texts
 
@@ -31,14 +32,16 @@ def run(args: argparse.Namespace) -> int:
     texts = read_texts(args.texts)[: args.limit or None]
     model = load_decoder(args.decoder or DEFAULT_DECODER_PATH)
     codec = Codec.load(args.codec) if args.codec else Codec.load()
+    onnx_step = load_onnx_step(model.decoder, args.threads) if args.step == "onnx" else None
     llm = None
     if not args.no_prefix:
         from freeze_omni.llm import FrozenLLM
 
         llm = FrozenLLM.load(args.llm or None)
-    print(f"speech-out: {len(texts)} texts, top-k {args.top_k}, prefix {'on' if llm else 'off'}", file=sys.stderr)
+    print(f"speech-out: {len(texts)} texts, top-k {args.top_k}, prefix {'on' if llm else 'off'}, "
+          f"AR step on {'torch' if onnx_step is None else 'onnx'}", file=sys.stderr)
     result = evaluate_speech_out(texts, model, codec, args.top_k, llm, threads=args.threads,
-                                 floors=not args.no_floors)
+                                 floors=not args.no_floors, onnx_step=onnx_step)
     emit(result, args, "Speech output intelligibility (reference ASR)")
     return 0
 
@@ -53,5 +56,7 @@ def register(commands) -> None:
     sub.add_argument("--decoder", type=Path, help="decoder weights (default: the default model's)")
     sub.add_argument("--codec", type=Path, help="codec weights (default: the default model's)")
     sub.add_argument("--llm", help="HF directory or .gguf (default: the shipped backbone)")
-    sub.add_argument("--threads", type=int, default=1, help="torch and ASR threads (default 1)")
+    sub.add_argument("--threads", type=int, default=1, help="torch, ONNX Runtime and ASR threads (default 1)")
+    sub.add_argument("--step", choices=("onnx", "torch"), default="onnx",
+                     help="run the AR decoder's step on ONNX Runtime (default) or on the torch module")
     add_report_arguments(sub)

@@ -17,7 +17,7 @@ def run(args: argparse.Namespace) -> int:
     from freeze_omni.audio.io import write_wav
     from freeze_omni.codec.model import Codec
     from freeze_omni.decoder.sampling import SamplingConfig
-    from freeze_omni.decoder.speaker import DecoderSpeaker, speak_text
+    from freeze_omni.decoder.speaker import speak_text, speaker_for_inference
     from freeze_omni.decoder.weights import DEFAULT_DECODER_PATH, load_decoder
     from freeze_omni.errors import FreezeOmniError
 
@@ -27,7 +27,8 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     model = load_decoder(args.decoder or DEFAULT_DECODER_PATH)
     codec = Codec.load(args.codec) if args.codec else Codec.load()
-    speaker = DecoderSpeaker(model, codec, SamplingConfig(top_k=args.top_k, seed=args.seed), use_prefix=False)
+    speaker = speaker_for_inference(model, codec, SamplingConfig(top_k=args.top_k, seed=args.seed), use_prefix=False,
+                                    threads=args.threads)
     packets = list(speak_text(speaker, text))
     if not packets:
         raise FreezeOmniError(f"no speakable words in {text!r}")
@@ -46,4 +47,4 @@ def register(commands) -> None:
     sub.add_argument("--seed", type=int, default=0)
     sub.add_argument("--decoder", type=Path, help="decoder weights (default: the default model's)")
     sub.add_argument("--codec", type=Path, help="codec weights (default: the default model's)")
-    sub.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    sub.add_argument("--threads", type=int, default=1, help="torch and ONNX Runtime threads (default 1)")

@@ -3,6 +3,11 @@
 The state holds everything a session needs to continue (encoder states of the sentence's
 phoneme ids, the prefix from the LLM, the AR key/value caches, the alignment pointer, the random
 generator), so the model stays stateless and any worker can run the next step.
+
+The AR step runs on PyTorch (`ARDecoder.step`, the reference; training evaluates this way) or,
+for inference, on ONNX Runtime (`onnx_step.OnnxStep`, ~5x faster on CPU): a state started with an
+`OnnxStep` keeps its caches in that step's buffers and takes every step there. Sampling is the
+same code on the same float32 logits either way.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import torch
 
 from freeze_omni.decoder.layers import KV
 from freeze_omni.decoder.model import Prefix, SpeechDecoder
+from freeze_omni.decoder.onnx_step import OnnxStep, StepCache
 from freeze_omni.decoder.sampling import SamplingConfig, legal, penalise, top_k
 
 
@@ -23,7 +29,8 @@ class DecoderState:
     encoded: torch.Tensor  # [P, dim] phoneme-encoder states of the sentence
     prefix: Prefix | None  # NAR prefix from the LLM's hidden states, or None
     generator: torch.Generator
-    caches: list[KV] | None = None  # AR key/value caches, one per layer
+    caches: list[KV] | StepCache | None = None  # AR key/value caches: per layer (torch) or the ONNX step's
+    onnx_step: OnnxStep | None = None  # runs the AR step instead of `ARDecoder.step` when set
     previous: int = -1  # last symbol emitted (BOS before the first step)
     pointer: int = 0  # phoneme id being spoken
     count: int = 0  # tokens emitted for it so far
@@ -38,8 +45,10 @@ class DecoderState:
 
 
 @torch.no_grad()
-def start(model: SpeechDecoder, ids: np.ndarray, hidden: torch.Tensor | None = None, seed: int = 0) -> DecoderState:
-    """Encode one sentence's phoneme ids (and the LLM hidden states of its phrase, if any)."""
+def start(model: SpeechDecoder, ids: np.ndarray, hidden: torch.Tensor | None = None, seed: int = 0,
+          onnx_step: OnnxStep | None = None) -> DecoderState:
+    """Encode one sentence's phoneme ids (and the LLM hidden states of its phrase, if any).
+    With `onnx_step` (made from this model's AR decoder) every step of the sentence runs there."""
     device = next(model.parameters()).device
     ids_t = torch.as_tensor(np.asarray(ids, np.int64), device=device)[None]
     encoded = model.encoder(ids_t, torch.tensor([ids_t.shape[1]], device=device))[0]
@@ -48,6 +57,7 @@ def start(model: SpeechDecoder, ids: np.ndarray, hidden: torch.Tensor | None = N
         dtype = next(model.parameters()).dtype
         prefix = model.make_prefix(hidden.to(device, dtype)[None], torch.tensor([hidden.shape[0]], device=device))
     return DecoderState(encoded, prefix, torch.Generator().manual_seed(seed),
+                        caches=None if onnx_step is None else onnx_step.new_cache(prefix), onnx_step=onnx_step,
                         previous=model.config.vocab.bos)
 
 
@@ -57,12 +67,16 @@ def step(model: SpeechDecoder, state: DecoderState, sampling: SamplingConfig) ->
     if state.done:
         raise ValueError("sentence already finished")
     vocab = model.config.vocab
-    device = state.encoded.device
-    logits, state.caches = model.decoder.step(
-        torch.tensor([state.previous], device=device), state.encoded[state.pointer][None],
-        torch.tensor([state.count], device=device), state.position, state.caches, state.prefix)
-    logits = legal(logits[0].float().cpu(), vocab, state.pointer, state.ids, state.count,
-                   sampling.max_tokens_per_phoneme)
+    if state.onnx_step is not None:
+        logits = torch.from_numpy(state.onnx_step(state.previous, state.encoded[state.pointer].float().cpu().numpy(),
+                                                  state.count, state.position, state.caches))
+    else:
+        device = state.encoded.device
+        logits, state.caches = model.decoder.step(
+            torch.tensor([state.previous], device=device), state.encoded[state.pointer][None],
+            torch.tensor([state.count], device=device), state.position, state.caches, state.prefix)
+        logits = logits[0].float().cpu()
+    logits = legal(logits, vocab, state.pointer, state.ids, state.count, sampling.max_tokens_per_phoneme)
     window = state.history[max(0, state.phoneme_start - sampling.repetition_window): state.phoneme_start]
     symbol = top_k(penalise(logits, window, sampling.repetition_penalty), sampling.top_k,
                    sampling.temperature, state.generator)
@@ -88,7 +102,7 @@ def codec_tokens(model: SpeechDecoder, state: DecoderState, sampling: SamplingCo
 
 
 def speak_ids(model: SpeechDecoder, ids: np.ndarray, sampling: SamplingConfig,
-              hidden: torch.Tensor | None = None) -> np.ndarray:
+              hidden: torch.Tensor | None = None, onnx_step: OnnxStep | None = None) -> np.ndarray:
     """All codec tokens of one sentence."""
-    state = start(model, ids, hidden, sampling.seed)
+    state = start(model, ids, hidden, sampling.seed, onnx_step)
     return np.array(list(codec_tokens(model, state, sampling)), np.int64)

@@ -115,15 +115,15 @@ class Prefix:
         """causal [b or 1, 1, t, keys] bool -> float mask over (prefix + keys) with the prefix bias."""
         neg = torch.finfo(self.bias.dtype).min
         own = torch.zeros(causal.shape, dtype=self.bias.dtype, device=causal.device).masked_fill(~causal, neg)
-        pre = self._prefix_row(layer).expand(-1, 1, causal.shape[2], -1)
+        pre = self.key_bias(layer).expand(-1, 1, causal.shape[2], -1)
         return torch.cat([pre, own.expand(pre.shape[0], -1, -1, -1)], -1)
 
     def step_mask(self, layer: int, keys: int) -> torch.Tensor:
         """`attention_mask` for one new position that may see all `keys` of its own: [b, 1, 1, L + keys]."""
-        pre = self._prefix_row(layer)
+        pre = self.key_bias(layer)
         return torch.cat([pre, pre.new_zeros(*pre.shape[:3], keys)], -1)
 
-    def _prefix_row(self, layer: int) -> torch.Tensor:
+    def key_bias(self, layer: int) -> torch.Tensor:
         """[b, 1, 1, L]: the bias on real prefix keys, -inf-like on padding (kept: the AR step asks every symbol)."""
         if layer not in self._rows:
             neg = torch.finfo(self.bias.dtype).min
@@ -156,8 +156,11 @@ class CodebookHead(nn.Module):
         return self._derived[1], self._derived[2]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.scores(x, *self.derived())
+
+    def scores(self, x: torch.Tensor, transposed: torch.Tensor, half_norms: torch.Tensor) -> torch.Tensor:
+        """The logits given `derived()`'s tensors (the ONNX step passes them as constants)."""
         q = self.query(x)
-        transposed, half_norms = self.derived()
         codes = (q @ transposed - half_norms) * self.log_scale.exp()
         return torch.cat([codes, self.control(x)], -1)
 

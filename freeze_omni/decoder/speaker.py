@@ -4,7 +4,8 @@ One phrase at a time (the turn engine hands it over as soon as the LLM has writt
 is phonemised, each Piper sentence in it is decoded by the AR decoder, which reads the phrase's
 LLM hidden states through the NAR prefix decoder, and the codec tokens go through one streaming
 codec decode per phrase. PCM packets leave as soon as the codec can decode them; the first packet
-of an answer is cut smaller so speech starts early.
+of an answer is cut smaller so speech starts early. For inference the AR step runs on ONNX Runtime
+(`speaker_for_inference`, as the bundle loads it); a plain `DecoderSpeaker` steps the torch module.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from freeze_omni.codec.model import Codec
 from freeze_omni.codec.streaming import new_stream, stream_packet
 from freeze_omni.decoder.generate import codec_tokens, start
 from freeze_omni.decoder.model import SpeechDecoder
+from freeze_omni.decoder.onnx_step import OnnxStep, load_onnx_step
 from freeze_omni.decoder.phonemes import shared_phonemizer
 from freeze_omni.decoder.sampling import SamplingConfig
 from freeze_omni.dialogue.speaker import Phrase
@@ -33,9 +35,11 @@ class PacketConfig:
 
 class DecoderSpeaker:
     def __init__(self, model: SpeechDecoder, codec: Codec, sampling: SamplingConfig = SamplingConfig(),
-                 packets: PacketConfig = PacketConfig(), use_prefix: bool = True) -> None:
+                 packets: PacketConfig = PacketConfig(), use_prefix: bool = True,
+                 onnx_step: OnnxStep | None = None) -> None:
         self.model, self.codec, self.sampling, self.packets = model, codec, sampling, packets
         self.use_prefix = use_prefix
+        self.onnx_step = onnx_step  # the AR step on ONNX Runtime (made from `model`), else the torch module
         self.sample_rate = codec.config.sample_rate
 
     def speak(self, phrase: Phrase) -> Iterator[np.ndarray]:
@@ -46,7 +50,7 @@ class DecoderSpeaker:
         pending: list[int] = []
         size = self.packets.first_tokens if phrase.index == 0 else self.packets.tokens
         for sentence in shared_phonemizer().sentences(phrase.text):
-            state = start(self.model, sentence.ids, hidden, seed)
+            state = start(self.model, sentence.ids, hidden, seed, self.onnx_step)
             for token in codec_tokens(self.model, state, self.sampling):
                 pending.append(token)
                 if len(pending) >= size:
@@ -58,6 +62,16 @@ class DecoderSpeaker:
         pcm, stream = stream_packet(self.codec, stream, pending, final=True)
         if len(pcm):
             yield pcm
+
+
+def speaker_for_inference(model: SpeechDecoder, codec: Codec, sampling: SamplingConfig = SamplingConfig(),
+                          use_prefix: bool = True, threads: int = 1, onnx: bool = True) -> DecoderSpeaker:
+    """The speaker with its AR step on ONNX Runtime (`threads` intra-op threads), exported once
+    per weights into the cache; on the torch module when `onnx` is off, the model is not on the
+    CPU, or the export fails (`load_onnx_step` warns). The model must not change afterwards."""
+    on_cpu = next(model.parameters()).device.type == "cpu"
+    step = load_onnx_step(model.decoder, threads) if onnx and on_cpu else None
+    return DecoderSpeaker(model, codec, sampling, use_prefix=use_prefix, onnx_step=step)
 
 
 def speak_text(speaker: DecoderSpeaker, text: str) -> Iterator[np.ndarray]:

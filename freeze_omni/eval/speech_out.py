@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
@@ -16,6 +17,9 @@ from freeze_omni.audio.io import resample
 from freeze_omni.codec.piper_latent import SAMPLE_RATE
 from freeze_omni.eval import reference_asr
 from freeze_omni.eval.metrics import error_rates
+
+if TYPE_CHECKING:
+    from freeze_omni.decoder.onnx_step import OnnxStep
 
 # text -> (index, text) -> 22.05 kHz audio
 Speak = Callable[[int, str], np.ndarray]
@@ -73,9 +77,10 @@ def source_and_resynthesis(texts: Sequence[str], codec, threads: int | None = No
 
 def evaluate_speech_out(texts: Sequence[str], model, codec, top_ks: Sequence[int], llm=None,
                         threads: int | None = None, floors: bool = True,
-                        max_tokens_per_phoneme: int = 24) -> dict:
+                        max_tokens_per_phoneme: int = 24, onnx_step: OnnxStep | None = None) -> dict:
     """REPORTS.md `eval speech-out`: WER/CER per top-k without the prefix decoder and, given the
-    LLM, with it (the LLM reads each text as its own answer; its hidden states feed the prefix)."""
+    LLM, with it (the LLM reads each text as its own answer; its hidden states feed the prefix).
+    `onnx_step` (`decoder.onnx_step.load_onnx_step`) runs the AR step as inference does."""
     from freeze_omni.decoder.answers import read_as_answer
     from freeze_omni.decoder.sampling import SamplingConfig
     from freeze_omni.decoder.speech import synthesize
@@ -88,7 +93,7 @@ def evaluate_speech_out(texts: Sequence[str], model, codec, top_ks: Sequence[int
         for k in top_ks:
             result = speech_wer(texts, lambda i, t: synthesize(
                 model, codec, t, SamplingConfig(top_k=k, seed=i, max_tokens_per_phoneme=max_tokens_per_phoneme),
-                None if states is None else states[i]), threads, desc=f"top-k {k} {name}")
+                None if states is None else states[i], onnx_step), threads, desc=f"top-k {k} {name}")
             by[name][str(k)] = {"wer": result["wer"], "cer": result["cer"]}
             for row, hyp in zip(rows, result["hypotheses"]):
                 row[f"top{k}_{name}"] = hyp
@@ -102,5 +107,6 @@ def evaluate_speech_out(texts: Sequence[str], model, codec, top_ks: Sequence[int
                        "source_wer": measured["source"]["wer"], "source_cer": measured["source"]["cer"]})
         for row, src, res in zip(rows, measured["source"]["hypotheses"], measured["resynthesis"]["hypotheses"]):
             row.update(source=src, resynthesis=res)
-    report.update({"n": len(texts), "model": reference_asr.MODEL_NAME, "utterances": rows})
+    report.update({"n": len(texts), "model": reference_asr.MODEL_NAME,
+                   "step": "onnx" if onnx_step is not None else "torch", "utterances": rows})
     return report
