@@ -55,3 +55,5 @@ def test_stage_trains_speech_side_and_state_head_never_the_llm(tiny_corpus, tmp_
         assert torch.equal(value, encoder_before[name]), name  # train_encoder = False
     checkpoint = torch.load(tmp_path / "run" / "last.pt", weights_only=False)["model"]
     assert any(k.startswith("state_head.") for k in checkpoint) and not any(k.startswith("llm.") for k in checkpoint)
+    # the frozen encoder is in it too: the checkpoint alone rebuilds the model
+    assert {f"speech_input.encoder.{k}" for k in encoder_before} <= set(checkpoint)

@@ -22,6 +22,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
+from freeze_omni.llm import FrozenLLM
 from freeze_omni.train.config import TrainConfig
 from freeze_omni.train.schedule import learning_rate
 
@@ -64,10 +65,12 @@ def setup_distributed(device: torch.device) -> Distributed:
     return Distributed(rank=dist.get_rank(), world=dist.get_world_size())
 
 
-def trainable_state(module: nn.Module) -> dict[str, torch.Tensor]:
-    """Everything except frozen parameters (a frozen LLM is never written into a checkpoint)."""
-    frozen = {name for name, p in module.named_parameters(remove_duplicate=False) if not p.requires_grad}
-    return {k: v for k, v in module.state_dict().items() if k not in frozen}
+def checkpoint_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    """Everything but the frozen LLM, which never changes and is by far the largest part. Other
+    frozen parts (stage 3's encoder) are kept, so a checkpoint rebuilds its model on its own
+    instead of trusting that the file it started from has not changed since."""
+    llm = [name + "." for name, part in module.named_modules() if isinstance(part, FrozenLLM)]
+    return {k: v for k, v in module.state_dict().items() if not any(k.startswith(prefix) for prefix in llm)}
 
 
 def train(stage: Stage, config: TrainConfig, device: torch.device | str = "cpu") -> dict[str, Any]:
@@ -162,7 +165,7 @@ def _save(path: Path, module: nn.Module, optimizer, step: int, config: TrainConf
     if not ddp.main:
         return
     partial = path.with_suffix(".partial")
-    torch.save({"step": step, "model": trainable_state(module), "optimizer": optimizer.state_dict(),
+    torch.save({"step": step, "model": checkpoint_state(module), "optimizer": optimizer.state_dict(),
                 "config": asdict(config)}, partial)
     partial.replace(path)
 

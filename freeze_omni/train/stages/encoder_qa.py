@@ -171,9 +171,9 @@ def export_bundle(checkpoint: Path, model_dir: Path, answer_threshold: float = 0
     settings = EncoderQASettings.from_dict(saved["config"]["stage"])
     model = build_model(settings)
     missing, unexpected = model.load_state_dict(saved["model"], strict=False)
-    frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
-    if unexpected or set(missing) - frozen - {k for k in missing if k.startswith("llm.")}:
-        raise FreezeOmniError(f"{checkpoint} does not fit the stage-3 model it names")
+    if unexpected or any(not k.startswith("llm.") for k in missing):
+        raise FreezeOmniError(f"{checkpoint} does not hold the whole stage-3 model it names (checkpoints "
+                              f"written before they kept the frozen encoder cannot be exported safely)")
     save_model(model_dir, model.speech_input, model.state_head, settings.llm, settings.system_prompt, answer_threshold)
     return settings
 
