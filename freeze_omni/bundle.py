@@ -81,6 +81,18 @@ def save_model(model_dir: Path, speech_input: SpeechInput, state_head: StateHead
     adapter = {f"adapter.{k}": v for k, v in speech_input.adapter.state_dict().items()}
     save_fp16(model_dir / "adapter.safetensors", {**adapter, "prompt": speech_input.prompt})
     save_fp16(model_dir / "state_head.safetensors", state_head.state_dict())
+    write_spec(model_dir, spec)
+
+
+def read_spec(model_dir: Path) -> ModelSpec:
+    spec = ModelSpec(**json.loads((model_dir / "model.json").read_text()))
+    if spec.format != FORMAT:
+        raise FreezeOmniError(f"{model_dir}/model.json has format {spec.format}; this version reads {FORMAT}")
+    return spec
+
+
+def write_spec(model_dir: Path, spec: ModelSpec) -> None:
+    """model.json; also how a tuned setting (e.g. `answer_threshold`) is written into a bundle."""
     (model_dir / "model.json").write_text(json.dumps(asdict(spec), indent=2) + "\n")
 
 
@@ -90,9 +102,7 @@ def load_model(model_dir: Path, device: torch.device | str = "cpu", llm: FrozenL
     `speech=False` skips the speech decoder (text-only answers, e.g. for spoken QA accuracy)."""
     if missing := missing_parts(model_dir):
         raise ModelNotFoundError(f"the model in {model_dir} is not complete; missing: " + "; ".join(missing))
-    spec = ModelSpec(**json.loads((model_dir / "model.json").read_text()))
-    if spec.format != FORMAT:
-        raise FreezeOmniError(f"{model_dir}/model.json has format {spec.format}; this version reads {FORMAT}")
+    spec = read_spec(model_dir)
     llm = llm or FrozenLLM.load(spec.llm or None, dtype=getattr(torch, spec.llm_dtype), device=device)
     speech_input = SpeechInput(SpeechEncoder(EncoderConfig(**spec.encoder)), llm.hidden_size, spec.prompt_length)
     speech_input.encoder.load_state_dict(_load(model_dir / "encoder.safetensors"))
