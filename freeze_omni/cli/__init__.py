@@ -42,6 +42,17 @@ def add_leaf(commands, name: str, help: str, run, **kwargs) -> CommandParser:
     return sub
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1, with a clear message otherwise."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def add_group(commands, name: str, help: str, metavar: str):
     """Add a subcommand that only groups others (`freeze-omni data synth`); alone it shows its help."""
     group = commands.add_parser(name, help=help, description=help)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from freeze_omni.cli import add_leaf
+from freeze_omni.cli import add_leaf, positive_int
 
 DESCRIPTION = """Write evaluation sets (16 kHz mono WAVs + JSONL manifests for `eval asr` and
 `eval reference-asr`) into --out: unseen-synth-clean.jsonl (CMU Flite, a synthesizer no training
@@ -23,7 +23,7 @@ def register(commands) -> None:
     parser.description = DESCRIPTION
     parser.add_argument("--out", type=Path, metavar="DIR",
                         help="output folder (default: $FREEZE_OMNI_DATA/eval-sets)")
-    parser.add_argument("--limit", type=_positive, default=100, metavar="N",
+    parser.add_argument("--limit", type=positive_int, default=100, metavar="N",
                         help="test sentences the unseen synthesizer speaks (default: 100)")
     parser.add_argument("--snr", type=float, default=10.0, metavar="DB",
                         help="SNR of the noisy copy in dB (default: 10)")
@@ -40,13 +40,3 @@ def run(args: argparse.Namespace) -> int:
     for name, info in summary["sets"].items():
         print(f"{config.out_dir / info['manifest']}: {info['utterances']} utterances, {info['seconds']:.1f} s")
     return 0
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value

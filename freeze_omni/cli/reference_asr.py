@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from freeze_omni.cli import add_leaf
+from freeze_omni.cli import add_leaf, positive_int
 from freeze_omni.eval.report import add_report_arguments, emit
 
 
@@ -18,8 +18,8 @@ def register(commands) -> None:
     )
     sub.add_argument("--manifest", type=Path, required=True, metavar="M.jsonl",
                      help='JSONL, one {"audio": path, "text": reference} a line')
-    sub.add_argument("--limit", type=_positive, metavar="N", help="only the first N utterances")
-    sub.add_argument("--threads", type=_positive, metavar="T", help="CPU threads (default: all)")
+    sub.add_argument("--limit", type=positive_int, metavar="N", help="only the first N utterances")
+    sub.add_argument("--threads", type=positive_int, metavar="T", help="CPU threads (default: all)")
     add_report_arguments(sub)
 
 
@@ -30,13 +30,3 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate_manifest(args.manifest, args.limit, args.threads)
     emit(result, args, f"Reference ASR on {args.manifest}")
     return 0
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from freeze_omni.cli import add_leaf
+from freeze_omni.cli import add_leaf, positive_int
 from freeze_omni.eval.report import add_report_arguments, emit
 
 HELP = "output stage 1: single-codebook codec (k-means over the Piper voice's latent)"
@@ -19,18 +19,18 @@ def register(commands) -> None:
     sub = add_leaf(commands, "codec", HELP, run)
     sub.add_argument("--out", type=Path, metavar="DIR",
                      help="where codebooks and the report go (default: DATA/codec/runs)")
-    sub.add_argument("--codes", type=_positive, default=4096, metavar="K", help="codebook size (default 4096)")
-    sub.add_argument("--stack", type=_positive, default=2, metavar="S",
+    sub.add_argument("--codes", type=positive_int, default=4096, metavar="K", help="codebook size (default 4096)")
+    sub.add_argument("--stack", type=positive_int, default=2, metavar="S",
                      help="latent frames per token: 2 = 43 tokens/s (default), 1 = 86 tokens/s")
     sub.add_argument("--domain", choices=DOMAINS, default="prior",
                      help="prior: quantise the voice's prior mean, decode through its flow (default); "
                           "z: quantise the sampled latent z")
     sub.add_argument("--variants", type=_variants, metavar="[DOMAIN:]KxS,..",
                      help="compare several codecs on the same data and sentences, e.g. prior:4096x1,z:4096x2")
-    sub.add_argument("--sentences", type=_positive, default=2000, metavar="N",
+    sub.add_argument("--sentences", type=positive_int, default=2000, metavar="N",
                      help="training texts (train split) spoken by the voice (default 2000)")
-    sub.add_argument("--iterations", type=_positive, default=10, metavar="I", help="k-means iterations (default 10)")
-    sub.add_argument("--max-vectors", type=_positive, default=200_000, metavar="N",
+    sub.add_argument("--iterations", type=positive_int, default=10, metavar="I", help="k-means iterations (default 10)")
+    sub.add_argument("--max-vectors", type=positive_int, default=200_000, metavar="N",
                      help="k-means runs on a random subset of at most N vectors (default 200000)")
     sub.add_argument("--eval-sentences", type=_count, default=200, metavar="N",
                      help="held-out texts for the resynthesis WER; 0 skips it (default 200)")
@@ -39,7 +39,7 @@ def register(commands) -> None:
     sub.add_argument("--latents", type=Path, metavar="DIR",
                      help="cache of extracted latents, reused across runs (default: DATA/codec/latents)")
     sub.add_argument("--seed", type=int, default=0, help="texts, deliveries and k-means seed (default 0)")
-    sub.add_argument("--threads", type=_positive, metavar="T", help="CPU threads (default: all)")
+    sub.add_argument("--threads", type=positive_int, metavar="T", help="CPU threads (default: all)")
     sub.add_argument("--retrain", action="store_true", help="train again even if the codebook file exists")
     sub.add_argument("--save-wavs", action="store_true", help="write the source and resynthesised WAVs")
     sub.add_argument("--install", action="store_true",
@@ -166,13 +166,6 @@ def _variants(text: str) -> list[tuple[str | None, int, int]]:
                 f"got {text!r}")
         found.append((domain or None, codes, stack))
     return list(dict.fromkeys(found))
-
-
-def _positive(text: str) -> int:
-    value = _count(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def _count(text: str) -> int:
