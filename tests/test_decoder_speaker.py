@@ -74,3 +74,18 @@ def test_say_writes_a_wav(parts, tmp_path):
     assert main(["say", "Hello.", "-o", str(out), "--decoder", str(decoder_path), "--codec", str(codec_path)]) == 0
     assert read_audio(out).size > 0
     assert main(["say", "  ", "-o", str(out), "--decoder", str(decoder_path), "--codec", str(codec_path)]) == 1
+
+
+def test_the_first_codec_token_of_each_phrase_is_reported_before_its_first_packet(parts):
+    model, codec = parts
+    speaker = DecoderSpeaker(model, codec, SamplingConfig(top_k=1, max_tokens_per_phoneme=3),
+                             PacketConfig(first_tokens=12, tokens=24))
+    seen = []
+    speaker.on_first_token = seen.append
+    phrase = Phrase("Good to see you. Hi there.", [1], torch.randn(2, 8), index=0)
+    packets = speaker.speak(phrase)
+    assert seen == []  # lazily: nothing is decoded before the first packet is asked for
+    next(packets)
+    assert seen == [phrase]
+    list(packets)
+    assert seen == [phrase]  # once per phrase, not per sentence

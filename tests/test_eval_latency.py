@@ -3,7 +3,7 @@
 import pytest
 
 from dialogue_support import ANSWER, LISTEN, RecordingSpeaker, conversation, forced_head, make_engine, silence
-from freeze_omni.eval.latency import STAGES, LatencyCase, evaluate_latency, measure_turn
+from freeze_omni.eval.latency import SPEECH_TOKEN, STAGES, LatencyCase, evaluate_latency, measure_turn
 from freeze_omni.eval.report import write_percentile_chart
 from freeze_omni.llm import SamplingConfig
 
@@ -44,11 +44,42 @@ def test_no_answer_gives_no_figures(llm, speech_input, detector, speech, tmp_pat
     engine = engine_with(llm, speech_input, detector, LISTEN)
     clock = FakeClock()
     figures = measure_turn(engine, LatencyCase(audio, 2.0), max_wait_s=1.0, clock=clock, sleep=clock.sleep)
-    assert figures == {stage: None for stage in STAGES}
+    assert figures == {stage: None for stage in (*STAGES, SPEECH_TOKEN)}
     result = evaluate_latency(engine_with(llm, speech_input, detector, ANSWER), [LatencyCase(audio, 0.0)],
                               log=lambda _: None)
     assert result["n"] == 1 and result["answered"] == 1 and result["first_packet_ms"]["p50"] is not None
-    assert result["first_speech_token_ms"] == {"p50": None, "p95": None}
+    assert result["first_speech_token_ms"] == {"p50": None, "p95": None}  # the test speaker does not report it
     write_percentile_chart(tmp_path / "c.svg", "t", {s: result[s] for s in STAGES})
     svg = (tmp_path / "c.svg").read_text()
     assert svg.startswith("<svg") and svg.count("<rect") == len(STAGES)
+
+
+class TokenReportingSpeaker(RecordingSpeaker):
+    """Reports its first 'codec token' a fixed 30 ms of compute before the first packet."""
+
+    def __init__(self, clock) -> None:
+        super().__init__(audio=True)
+        self.clock, self.on_first_token = clock, None
+
+    def speak(self, phrase):
+        packets = super().speak(phrase)
+
+        def lazily():  # as the decoder: nothing happens until the first packet is asked for
+            if self.on_first_token is not None:
+                self.on_first_token(phrase)
+            self.clock.now += 0.03
+            yield from packets
+
+        return lazily()
+
+
+def test_the_decoders_first_token_is_timed_when_the_speaker_reports_it(llm, speech_input, detector, speech):
+    audio = conversation(silence(0.3), speech["q1"], silence(0.3))
+    clock = FakeClock()
+    speaker = TokenReportingSpeaker(clock)
+    engine = make_engine(llm, speech_input, detector, forced_head(llm, ANSWER), speaker, max_answer_tokens=8,
+                         sampling=SamplingConfig())
+    figures = measure_turn(engine, LatencyCase(audio, 0.16), clock=clock, sleep=clock.sleep)
+    assert figures["first_phrase_ms"] <= figures["first_speech_token_ms"]
+    assert figures["first_speech_token_ms"] == pytest.approx(figures["first_packet_ms"] - 30)
+    assert speaker.on_first_token is None  # the hook is removed afterwards

@@ -71,7 +71,7 @@ def run_latency(args: argparse.Namespace) -> int:
     import numpy as np
 
     from freeze_omni.audio.io import read_audio
-    from freeze_omni.eval.latency import STAGES, LatencyCase, evaluate_latency
+    from freeze_omni.eval.latency import SPEECH_TOKEN, STAGES, LatencyCase, evaluate_latency
     from freeze_omni.eval.report import write_percentile_chart
     from freeze_omni.paths import data_dir
     from freeze_omni.train.turns import REQUEST_KINDS, read_turn_utterances
@@ -90,7 +90,8 @@ def run_latency(args: argparse.Namespace) -> int:
     if args.report:
         chart = args.report.with_suffix(".svg")
         write_percentile_chart(chart, f"End of user speech to each stage ({result['n']} turns)",
-                               {k: result[k] for k in STAGES})
+                               {k: result[k] for k in (*STAGES[:3], SPEECH_TOKEN, STAGES[3])
+                                if result[k]["p50"] is not None})
         result["chart"] = str(chart)
     emit(result, args, "Latency from end of user speech")
     return 0

@@ -10,7 +10,7 @@ of an answer is cut smaller so speech starts early. For inference the AR step ru
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,6 +41,9 @@ class DecoderSpeaker:
         self.use_prefix = use_prefix
         self.onnx_step = onnx_step  # the AR step on ONNX Runtime (made from `model`), else the torch module
         self.sample_rate = codec.config.sample_rate
+        # Instrumentation: called with the phrase when its first codec token is sampled (packets
+        # need several tokens, so this is how `eval latency` sees the decoder's first token).
+        self.on_first_token: Callable[[Phrase], None] | None = None
 
     def speak(self, phrase: Phrase) -> Iterator[np.ndarray]:
         """PCM packets (float32 at the codec's rate) of one phrase, produced lazily."""
@@ -49,9 +52,13 @@ class DecoderSpeaker:
         stream = new_stream(seed)
         pending: list[int] = []
         size = self.packets.first_tokens if phrase.index == 0 else self.packets.tokens
+        first = True
         for sentence in shared_phonemizer().sentences(phrase.text):
             state = start(self.model, sentence.ids, hidden, seed, self.onnx_step)
             for token in codec_tokens(self.model, state, self.sampling):
+                if first and self.on_first_token is not None:
+                    self.on_first_token(phrase)
+                first = False
                 pending.append(token)
                 if len(pending) >= size:
                     pcm, stream = stream_packet(self.codec, stream, pending)

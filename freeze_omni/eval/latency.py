@@ -6,9 +6,8 @@ wall time from the moment the user stopped speaking (the utterance's `speech_end
 state_decision (the chunk whose state is ANSWER has been heard and decided), first_text_token
 (the first answer token exists), first_phrase (its text goes to the speaker), first_packet (the
 first PCM packet exists). The published breakdown also separates the speech decoder's first
-token; the `Speaker` interface yields whole packets, so that figure is reported as null and the
-decoder's share is first_packet - first_phrase. An answer started before the end of speech gives
-negative figures.
+token: first_speech_token, measured when the speaker reports it (`DecoderSpeaker.on_first_token`;
+null for a text-only speaker). An answer started before the end of speech gives negative figures.
 """
 
 from __future__ import annotations
@@ -26,6 +25,7 @@ from freeze_omni.llm.state_head import DialogueState
 
 CHUNK_S = CHUNK_SAMPLES / 16000
 STAGES = ("state_decision_ms", "first_text_token_ms", "first_phrase_ms", "first_packet_ms")
+SPEECH_TOKEN = "first_speech_token_ms"  # only when the speaker reports its first codec token
 
 
 @dataclass(frozen=True)
@@ -43,27 +43,34 @@ def measure_turn(engine: TurnEngine, case: LatencyCase, max_wait_s: float = 5.0,
     audio = np.zeros(n_chunks * CHUNK_SAMPLES, np.float32)
     audio[: case.audio.size] = case.audio
     marks: dict[str, float] = {}
-    start = clock()
+    hooked = hasattr(engine.speaker, "on_first_token")
+    if hooked:
+        engine.speaker.on_first_token = lambda phrase: phrase.index == 0 and marks.setdefault(SPEECH_TOKEN, clock())
+    try:
+        start = clock()
+        for i in range(n_chunks):
+            due = start + (i + 1) * CHUNK_S
+            sleep(max(0.0, due - clock()))
+            for event in engine.accept_audio(session, audio[i * CHUNK_SAMPLES:(i + 1) * CHUNK_SAMPLES]):
+                if isinstance(event, StateDecision) and event.state == DialogueState.ANSWER:
+                    marks.setdefault("state_decision_ms", clock())
+                elif isinstance(event, TurnIgnored):
+                    marks.clear()
+            while engine.has_answer_work(session) and "first_packet_ms" not in marks and clock() < due + CHUNK_S:
+                for event in engine.step_answer(session, 1):
+                    if isinstance(event, AnswerText):
+                        marks.setdefault("first_phrase_ms", clock())
+                    elif isinstance(event, AnswerAudio):
+                        marks.setdefault("first_packet_ms", clock())
+                if session.answer is not None and session.answer.tokens:
+                    marks.setdefault("first_text_token_ms", clock())
+            if "first_packet_ms" in marks or (marks and session.answer is None):
+                break
+    finally:
+        if hooked:
+            engine.speaker.on_first_token = None
     end = start + case.speech_end_s
-    for i in range(n_chunks):
-        due = start + (i + 1) * CHUNK_S
-        sleep(max(0.0, due - clock()))
-        for event in engine.accept_audio(session, audio[i * CHUNK_SAMPLES:(i + 1) * CHUNK_SAMPLES]):
-            if isinstance(event, StateDecision) and event.state == DialogueState.ANSWER:
-                marks.setdefault("state_decision_ms", clock())
-            elif isinstance(event, TurnIgnored):
-                marks.clear()
-        while engine.has_answer_work(session) and "first_packet_ms" not in marks and clock() < due + CHUNK_S:
-            for event in engine.step_answer(session, 1):
-                if isinstance(event, AnswerText):
-                    marks.setdefault("first_phrase_ms", clock())
-                elif isinstance(event, AnswerAudio):
-                    marks.setdefault("first_packet_ms", clock())
-            if session.answer is not None and session.answer.tokens:
-                marks.setdefault("first_text_token_ms", clock())
-        if "first_packet_ms" in marks or (marks and session.answer is None):
-            break
-    return {stage: (marks[stage] - end) * 1000 if stage in marks else None for stage in STAGES}
+    return {stage: (marks[stage] - end) * 1000 if stage in marks else None for stage in (*STAGES, SPEECH_TOKEN)}
 
 
 def evaluate_latency(engine: TurnEngine, cases: Sequence[LatencyCase], log: Callable[[str], None] = print) -> dict:
@@ -73,8 +80,7 @@ def evaluate_latency(engine: TurnEngine, cases: Sequence[LatencyCase], log: Call
         turns.append(figures)
         log(f"[{number}/{len(cases)}] " + ", ".join(f"{k} {v:.0f}" if v is not None else f"{k} -" for k, v in
                                                    figures.items()))
-    result = {stage: percentiles([t[stage] for t in turns if t[stage] is not None]) for stage in STAGES}
-    result["first_speech_token_ms"] = percentiles([])  # not observable through `Speaker` (module doc)
+    result = {stage: percentiles([t[stage] for t in turns if t[stage] is not None]) for stage in (*STAGES, SPEECH_TOKEN)}
     result["answered"] = sum(t["first_text_token_ms"] is not None for t in turns)
     result["n"] = len(turns)
     result["turns"] = turns
