@@ -30,6 +30,19 @@ def data_dir() -> Path:
     return Path(base) / "freeze-omni"
 
 
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Write a whole file so that readers see the old one or the new one, never half of it
+    (a temporary file beside it, then a rename); mode 0644, as manifests and caches are shared."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    if isinstance(data, str):
+        tmp.write_text(data, encoding="utf-8")
+    else:
+        tmp.write_bytes(data)
+    tmp.chmod(0o644)
+    tmp.replace(path)
+
+
 def package_dir(name: str, install: str | None = None) -> Path:
     """Folder of an installed top-level package, found without importing it.
 

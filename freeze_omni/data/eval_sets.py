@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 import time
 from collections.abc import Sequence
@@ -39,7 +38,7 @@ from freeze_omni.data import CorpusError, augment, flite
 from freeze_omni.data.human import HumanRecording, pocketsphinx_recordings
 from freeze_omni.data.plan import text_split
 from freeze_omni.data.texts import TextItem, default_texts
-from freeze_omni.paths import data_dir
+from freeze_omni.paths import data_dir, write_atomic
 
 DEFAULT_SNR_DB = 10.0
 DEFAULT_LIMIT = 100
@@ -133,12 +132,6 @@ def _utterance_id(voice: flite.FliteVoice, text: str) -> str:
     return hashlib.sha1(f"{voice.id}|{text}".encode()).hexdigest()[:16]
 
 
-def _write_manifest(path: Path, rows: Sequence[dict[str, Any]]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
-    tmp.replace(path)
-
-
 def _prepare(out_dir: Path) -> None:
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -226,7 +219,8 @@ def build_eval_sets(config: EvalSetsConfig) -> dict[str, Any]:
     if config.human:
         sets[HUMAN_SET] = build_human(config.out_dir, recordings)
     for name, rows in sets.items():
-        _write_manifest(config.out_dir / f"{name}.jsonl", rows)
+        lines = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+        write_atomic(config.out_dir / f"{name}.jsonl", lines)
     summary: dict[str, Any] = {
         "sets": {name: {"manifest": f"{name}.jsonl", **_set_summary(rows)} for name, rows in sets.items()},
         "unseen_synth": {

@@ -9,13 +9,13 @@ current plan, atomically, so they never disagree with the audio on disk.
 from __future__ import annotations
 
 import json
-import os
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from freeze_omni.data.plan import SPLITS, Utterance
+from freeze_omni.paths import write_atomic
 
 JOURNAL = "journal.jsonl"
 SUMMARY = "corpus.json"
@@ -65,12 +65,6 @@ def completed(plan: Sequence[Utterance], records: dict[str, dict[str, Any]], out
     }
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-
-
 def write_manifests(out_dir: Path, plan: Sequence[Utterance], done: dict[str, dict[str, Any]]) -> dict[str, int]:
     """One JSONL per split, in plan order, holding every finished utterance; returns counts."""
     lines: dict[str, list[str]] = {split: [] for split in SPLITS}
@@ -79,7 +73,7 @@ def write_manifests(out_dir: Path, plan: Sequence[Utterance], done: dict[str, di
         if record is not None:
             lines[utterance.split].append(json.dumps(record, ensure_ascii=False))
     for split, rows in lines.items():
-        _write_atomic(out_dir / f"{split}.jsonl", "".join(row + "\n" for row in rows))
+        write_atomic(out_dir / f"{split}.jsonl", "".join(row + "\n" for row in rows))
     return {split: len(rows) for split, rows in lines.items()}
 
 
@@ -121,4 +115,4 @@ def read_summary(out_dir: Path) -> dict[str, Any]:
 
 
 def write_summary(out_dir: Path, summary: dict[str, Any]) -> None:
-    _write_atomic(out_dir / SUMMARY, json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    write_atomic(out_dir / SUMMARY, json.dumps(summary, indent=2, ensure_ascii=False) + "\n")

@@ -36,7 +36,6 @@ import copy
 import hashlib
 import io
 import json
-import os
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -47,7 +46,7 @@ from torch import nn
 
 from freeze_omni.decoder.layers import KV, rotary_tables
 from freeze_omni.decoder.model import ARDecoder, DecoderConfig, Prefix
-from freeze_omni.paths import cache_dir
+from freeze_omni.paths import cache_dir, write_atomic
 
 # Bump when the graph's inputs, outputs or math change: old files are then never read again.
 FORMAT = 1
@@ -273,8 +272,8 @@ def load_onnx_step(decoder: ARDecoder, threads: int = 1, folder: Path | None = N
                       RuntimeWarning, stacklevel=2)
         return None
     try:
-        _write_atomic(path, graph)
-        _write_atomic(manifest, json.dumps({"key": key, "sha256": hashlib.sha256(graph).hexdigest(),
+        write_atomic(path, graph)
+        write_atomic(manifest, json.dumps({"key": key, "sha256": hashlib.sha256(graph).hexdigest(),
                                             "format": FORMAT, "bytes": len(graph)}).encode())
     except OSError as error:  # a read-only cache only costs the next start an export
         warnings.warn(f"could not cache the AR decoder's ONNX step in {folder}: {error}", RuntimeWarning,
@@ -293,10 +292,3 @@ def _read_cached(path: Path, manifest: Path, key: str) -> bytes | None:
         return None
     return graph
 
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    tmp.chmod(0o644)
-    tmp.replace(path)
