@@ -26,6 +26,7 @@ from freeze_omni.llm import FrozenLLM
 from freeze_omni.dialogue.speaker import Speaker, TextOnlySpeaker
 from freeze_omni.dialogue.turn import DialogueConfig
 from freeze_omni.llm.state_head import StateHead
+from freeze_omni.paths import write_atomic
 from freeze_omni.safetensors_io import save_fp16
 from freeze_omni.speech_input import SpeechInput
 
@@ -93,7 +94,7 @@ def read_spec(model_dir: Path) -> ModelSpec:
 
 def write_spec(model_dir: Path, spec: ModelSpec) -> None:
     """model.json; also how a tuned setting (e.g. `answer_threshold`) is written into a bundle."""
-    (model_dir / "model.json").write_text(json.dumps(asdict(spec), indent=2) + "\n")
+    write_atomic(model_dir / "model.json", json.dumps(asdict(spec), indent=2) + "\n")
 
 
 def load_model(model_dir: Path, device: torch.device | str = "cpu", llm: FrozenLLM | None = None,
