@@ -233,5 +233,5 @@ def build_eval_sets(config: EvalSetsConfig) -> dict[str, Any]:
                   "use": "evaluation only, never training"} if recordings else None,
         "seconds": round(time.monotonic() - start, 1),
     }
-    (config.out_dir / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    write_atomic(config.out_dir / SUMMARY, json.dumps(summary, indent=2) + "\n")
     return summary
