@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from freeze_omni.audio import SAMPLE_RATE
-from freeze_omni.audio.io import read_audio, resample, write_wav
+from freeze_omni.audio.io import read_audio, write_wav
 from freeze_omni.data import CorpusError, augment, flite
 from freeze_omni.data.human import HumanRecording, pocketsphinx_recordings
 from freeze_omni.data.plan import text_split
@@ -151,8 +151,7 @@ def build_unseen_synth(config: EvalSetsConfig, items: Sequence[TextItem]) -> tup
     try:
         for index, item in enumerate(items):
             voice = flite.VOICES[index % len(flite.VOICES)]
-            raw, rate = engine.synthesize(item.text, voice)
-            speech = augment.trim_silence(resample(raw, rate))
+            speech = augment.trim_silence(engine.synthesize(item.text, voice))
             if speech.size < MIN_SPEECH_SECONDS * SAMPLE_RATE or not np.isfinite(speech).all():
                 raise CorpusError(f"flite voice {voice.name} produced no usable speech for {item.text!r}")
             clean = augment.pad_silence(augment.normalize_level(speech), PAD_SECONDS, PAD_SECONDS)

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
+from freeze_omni.audio.io import read_audio
 from freeze_omni.errors import ModelNotFoundError
 
 ENGINE = "flite"
@@ -55,8 +55,8 @@ class FliteEngine:
         self._program = check_flite()
         self._tmp = tempfile.TemporaryDirectory(prefix="freeze-omni-flite-")
 
-    def synthesize(self, text: str, voice: FliteVoice) -> tuple[np.ndarray, int]:
-        """float32 mono audio and its sample rate (16 kHz, or 8 kHz for kal)."""
+    def synthesize(self, text: str, voice: FliteVoice) -> np.ndarray:
+        """float32 mono audio at 16 kHz (kal speaks at 8 kHz and is resampled)."""
         folder = Path(self._tmp.name)
         text_file, out = folder / "utterance.txt", folder / "utterance.wav"
         text_file.write_text(text + "\n", encoding="utf-8")
@@ -67,8 +67,7 @@ class FliteEngine:
             raise ModelNotFoundError(
                 f"flite failed for voice {voice.name!r}: {(result.stderr or result.stdout).strip()[:200]}"
             )
-        audio, rate = sf.read(str(out), dtype="float32", always_2d=True)
-        return audio.mean(axis=1, dtype=np.float32), rate
+        return read_audio(out)
 
     def close(self) -> None:
         self._tmp.cleanup()
