@@ -13,16 +13,14 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import save
+
+from freeze_omni.paths import write_atomic
 
 
 def save_fp16(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict | None = None) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()}
     state = {k: (v.detach().half() if v.is_floating_point() else v.detach()).contiguous() for k, v in tensors.items()}
-    tmp = path.with_suffix(".tmp")
-    save_file(state, str(tmp), metadata=meta or None)
-    tmp.chmod(0o644)
-    tmp.replace(path)
+    write_atomic(path, save(state, metadata=meta or None))
     return path
