@@ -43,6 +43,7 @@ REQUIRED = {
 class ModelSpec:
     encoder: dict
     prompt_length: int
+    adapter_norm: bool = False  # see `AdapterConfig.output_norm`
     llm: str = ""  # HF directory or .gguf; "" = the default backbone
     llm_dtype: str = "bfloat16"
     system_prompt: str = ""  # "" = the dialogue default
@@ -76,8 +77,8 @@ def missing_parts(model_dir: Path) -> list[str]:
 def save_model(model_dir: Path, speech_input: SpeechInput, state_head: StateHead, llm_source: str = "",
                system_prompt: str = "", answer_threshold: float = 0.0) -> None:
     model_dir.mkdir(parents=True, exist_ok=True)
-    spec = ModelSpec(asdict(speech_input.encoder.config), speech_input.prompt.shape[0], llm_source,
-                     system_prompt=system_prompt, answer_threshold=answer_threshold)
+    spec = ModelSpec(asdict(speech_input.encoder.config), speech_input.prompt.shape[0],
+                     speech_input.adapter.config.output_norm, llm_source, system_prompt=system_prompt, answer_threshold=answer_threshold)
     save_fp16(model_dir / "encoder.safetensors", speech_input.encoder.state_dict())
     adapter = {f"adapter.{k}": v for k, v in speech_input.adapter.state_dict().items()}
     save_fp16(model_dir / "adapter.safetensors", {**adapter, "prompt": speech_input.prompt})
@@ -105,7 +106,8 @@ def load_model(model_dir: Path, device: torch.device | str = "cpu", llm: FrozenL
         raise ModelNotFoundError(f"the model in {model_dir} is not complete; missing: " + "; ".join(missing))
     spec = read_spec(model_dir)
     llm = llm or FrozenLLM.load(spec.llm or None, dtype=getattr(torch, spec.llm_dtype), device=device)
-    speech_input = SpeechInput(SpeechEncoder(EncoderConfig(**spec.encoder)), llm.hidden_size, spec.prompt_length)
+    speech_input = SpeechInput(SpeechEncoder(EncoderConfig(**spec.encoder)), llm.hidden_size, spec.prompt_length,
+                               spec.adapter_norm)
     speech_input.encoder.load_state_dict(_load(model_dir / "encoder.safetensors"))
     adapter = _load(model_dir / "adapter.safetensors")
     speech_input.adapter.load_state_dict({k.removeprefix("adapter."): v for k, v in adapter.items() if k != "prompt"})

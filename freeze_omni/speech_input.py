@@ -23,10 +23,11 @@ class SpeechInputCache:
 
 
 class SpeechInput(nn.Module):
-    def __init__(self, encoder: SpeechEncoder, llm_hidden_size: int, prompt_length: int = 4) -> None:
+    def __init__(self, encoder: SpeechEncoder, llm_hidden_size: int, prompt_length: int = 4,
+                 adapter_norm: bool = False) -> None:
         super().__init__()
         self.encoder = encoder
-        self.adapter = Adapter(AdapterConfig.for_encoder(encoder.config, llm_hidden_size))
+        self.adapter = Adapter(AdapterConfig.for_encoder(encoder.config, llm_hidden_size, adapter_norm))
         # Placed right after the user-turn start, before the speech: they tell the frozen LLM that
         # what follows is speech (the published system's trainable special tokens).
         self.prompt = nn.Parameter(torch.randn(prompt_length, llm_hidden_size) * 0.02)

@@ -21,6 +21,7 @@ from freeze_omni.errors import FreezeOmniError, ModelNotFoundError
 from freeze_omni.dialogue.speaker import TextOnlySpeaker
 from freeze_omni.llm import FrozenLLM
 from freeze_omni.paths import DEFAULT_MODEL_DIR, PACKAGE_DIR
+from freeze_omni.speech_input import SpeechInput
 
 EXAMPLE = PACKAGE_DIR / "examples" / "question.wav"
 
@@ -43,6 +44,15 @@ def test_bundle_round_trip_keeps_every_weight(tmp_path, speech_input, llm):
     (tmp_path / "state_head.safetensors").unlink()
     with pytest.raises(ModelNotFoundError, match="state_head"):
         load_model(tmp_path, llm=llm)
+
+
+def test_bundle_keeps_the_adapter_output_norm(tmp_path, speech_input, llm):
+    normed = SpeechInput(speech_input.encoder, llm.hidden_size, speech_input.prompt.shape[0], adapter_norm=True)
+    normed.adapter.match_embedding_scale(llm.model.embed.weight)
+    save_model(tmp_path, normed, forced_head(llm, ANSWER))
+    loaded = load_model(tmp_path, llm=llm)
+    assert loaded.spec.adapter_norm and loaded.speech_input.adapter.norm is not None
+    torch.testing.assert_close(loaded.speech_input.adapter.norm.weight, normed.adapter.norm.weight.half().float())
 
 
 @pytest.mark.parametrize("state, turns", [(ANSWER, 1), (IGNORE, 0)])

@@ -1,12 +1,15 @@
 import json
 import math
 
+import pytest
 import torch
 
 from conftest import tiny_hf_model
+from freeze_omni.errors import FreezeOmniError
 from freeze_omni.llm import FrozenLLM
 from freeze_omni.train.config import TrainConfig
 from freeze_omni.train.loop import train
+from freeze_omni.train.stages import encoder_qa
 from freeze_omni.train.stages.encoder_llm import EncoderLLMSettings, EncoderLLMStage
 
 
@@ -15,18 +18,31 @@ def test_stage_trains_the_speech_side_and_never_the_llm(tiny_corpus, tmp_path):
     llm = FrozenLLM.from_hf_model(hf_model, tokenizer)
     llm_before = {k: v.clone() for k, v in llm.state_dict().items()}
     settings = EncoderLLMSettings(corpus=str(tiny_corpus), max_batch_seconds=3.0, eval_utterances=2,
-                                  embedding_ctc_weight=0.5)
+                                  embedding_ctc_weight=0.5, adapter_norm=True, encoder_lr_scale=0.0)
     stage = EncoderLLMStage(settings, llm=llm)
-    prompt_before = stage.module.speech_input.prompt.detach().clone()
+    speech_input = stage.module.speech_input
+    gain = float(llm.model.embed.weight.float().pow(2).mean().sqrt())
+    assert torch.allclose(speech_input.adapter.norm.weight, torch.full_like(speech_input.adapter.norm.weight, gain))
+    prompt_before = speech_input.prompt.detach().clone()
+    encoder_before = {k: v.clone() for k, v in speech_input.encoder.state_dict().items()}
     config = TrainConfig(out_dir=str(tmp_path), max_steps=3, eval_every=3, checkpoint_every=3, threads=2,
                          learning_rate=1e-3, warmup_steps=1, log_every=1)
     result = train(stage, config)
     assert result["finished"] and set(result["eval"]) == {"wer_160ms", "cer_160ms"}
     records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert all(math.isfinite(r["loss"]) and math.isfinite(r["embedding_ctc"]) for r in records if "loss" in r)
-    assert not torch.equal(stage.module.speech_input.prompt, prompt_before)
+    assert not torch.equal(speech_input.prompt, prompt_before)
+    for name, value in speech_input.encoder.state_dict().items():
+        assert torch.equal(value, encoder_before[name]), name  # encoder_lr_scale = 0
     for name, value in llm.state_dict().items():
         assert torch.equal(value, llm_before[name]), name
     checkpoint = torch.load(tmp_path / "last.pt", weights_only=False)
     assert not any(k.startswith("llm.") for k in checkpoint["model"])
     assert any(k.startswith("speech_input.adapter.") for k in checkpoint["model"])
+
+    # stage 3 starts from this checkpoint only with the same adapter
+    with pytest.raises(FreezeOmniError, match="adapter_norm"):
+        encoder_qa.load_speech_input(encoder_qa.EncoderQASettings(speech_checkpoint=str(tmp_path / "last.pt")), llm.hidden_size)
+    same = encoder_qa.load_speech_input(encoder_qa.EncoderQASettings(speech_checkpoint=str(tmp_path / "last.pt"),
+                                                                     adapter_norm=True), llm.hidden_size)
+    assert torch.equal(same.adapter.norm.weight, speech_input.adapter.norm.weight)

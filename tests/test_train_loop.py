@@ -80,3 +80,14 @@ def test_torchrun_two_cpu_processes_train_in_step(tmp_path):
     for name in rank0:
         assert torch.equal(rank0[name], rank1[name])  # gradients were averaged across ranks
         assert not torch.equal(rank0[name], initial[name])
+
+
+def test_lr_scales_move_each_part_at_its_own_rate(tmp_path):
+    stage = TinyStage()
+    stage.module.lr_scales = {"head.bias": 0.0}
+    bias, weight = stage.module.head.bias.clone(), stage.module.head.weight.clone()
+    train(stage, _config(tmp_path, max_steps=5, eval_every=0))
+    assert torch.equal(stage.module.head.bias, bias)
+    assert not torch.equal(stage.module.head.weight, weight)
+    records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert records[-1]["lr"] > 0

@@ -83,11 +83,9 @@ def train(stage: Stage, config: TrainConfig, device: torch.device | str = "cpu")
     torch.manual_seed(config.seed + ddp.rank)
 
     module = stage.module.to(device)
-    params = [p for p in module.parameters() if p.requires_grad]
-    decay = [p for p in params if p.dim() >= 2]
-    no_decay = [p for p in params if p.dim() < 2]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=config.learning_rate)
+    groups, lr_scales = _param_groups(module, config.weight_decay)
+    params = [p for group in groups for p in group["params"]]
+    optimizer = torch.optim.AdamW(groups, lr=config.learning_rate)
     step = _resume(out / CHECKPOINT, module, optimizer, device)
     model = nn.parallel.DistributedDataParallel(module) if ddp.world > 1 else module
 
@@ -105,8 +103,8 @@ def train(stage: Stage, config: TrainConfig, device: torch.device | str = "cpu")
         offset += 1
 
         lr = learning_rate(step, config.learning_rate, config.min_learning_rate, config.warmup_steps, config.max_steps)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        for group, scale in zip(optimizer.param_groups, lr_scales):
+            group["lr"] = lr * scale
         model.train()
         loss, metrics = model(**batch)
         optimizer.zero_grad(set_to_none=True)
@@ -138,6 +136,22 @@ def train(stage: Stage, config: TrainConfig, device: torch.device | str = "cpu")
         log.close()
     return {"step": step, "finished": step >= config.max_steps, "eval": last_eval,
             "minutes": (time.monotonic() - start) / 60}
+
+
+def _param_groups(module: nn.Module, weight_decay: float) -> tuple[list[dict[str, Any]], list[float]]:
+    """AdamW groups (weight decay on matrices only) and each group's learning-rate factor. A module
+    may set `lr_scales`, {parameter name prefix: factor}, e.g. to move a pretrained part slower
+    than a fresh one. The factors stay out of the optimiser's state, so a resumed run follows its
+    config, and groups come decay-first as they always have, so older checkpoints still resume."""
+    scales = getattr(module, "lr_scales", {})
+    grouped: dict[tuple[bool, float], list[nn.Parameter]] = {}
+    for name, p in module.named_parameters():
+        if p.requires_grad:
+            scale = next((factor for prefix, factor in scales.items() if name.startswith(prefix)), 1.0)
+            grouped.setdefault((p.dim() < 2, scale), []).append(p)
+    keys = sorted(grouped, key=lambda k: k[0])  # stable: decay groups first, then no-decay
+    groups = [{"params": grouped[k], "weight_decay": 0.0 if k[0] else weight_decay} for k in keys]
+    return groups, [k[1] for k in keys]
 
 
 def _position(stage: Stage, step: int, seed: int, ddp: Distributed) -> tuple[int, Sequence[Any], int]:

@@ -39,17 +39,20 @@ class EncoderLLMSettings(SpeechDataSettings):
     llm_dtype: str = "bfloat16"
     instruction: str = ASR_INSTRUCTION
     prompt_length: int = 4
+    adapter_norm: bool = False        # RMS-normalise adapter output at the LLM embedding scale (adapter.py)
     train_encoder: bool = True
+    encoder_lr_scale: float = 1.0     # the encoder's learning rate relative to the adapter's
     embedding_ctc_weight: float = 0.0  # weight of the CTC loss against the LLM's input embeddings
 
 
 class EncoderLLMModel(nn.Module):
     def __init__(self, speech_input: SpeechInput, llm: FrozenLLM, instruction: str,
-                 embedding_ctc_weight: float = 0.0) -> None:
+                 embedding_ctc_weight: float = 0.0, encoder_lr_scale: float = 1.0) -> None:
         super().__init__()
         self.speech_input = speech_input
         self.llm = llm
         self.embedding_ctc_weight = embedding_ctc_weight
+        self.lr_scales = {"speech_input.encoder.": encoder_lr_scale}  # read by the training loop
         template, tokenizer = llm.template, llm.tokenizer
         self.register_buffer("prefix_ids", torch.tensor(template.system(tokenizer, instruction) + template.user_start),
                              persistent=False)
@@ -72,7 +75,7 @@ class EncoderLLMModel(nn.Module):
         if self.embedding_ctc_weight:
             ctc = embedding_ctc_loss(speech, [t[:-1] for t in targets], self.llm.model.embed.weight)
             loss = loss + self.embedding_ctc_weight * ctc
-            metrics["embedding_ctc"] = float(ctc)
+            metrics["embedding_ctc"] = ctc.item()
         return loss, metrics
 
     @torch.no_grad()
@@ -88,7 +91,7 @@ class EncoderLLMModel(nn.Module):
         return texts
 
 
-def load_speech_input(settings: EncoderLLMSettings, llm_hidden_size: int) -> SpeechInput:
+def load_speech_input(settings: EncoderLLMSettings, llm: FrozenLLM) -> SpeechInput:
     encoder = build_encoder(settings.init)
     if settings.encoder_checkpoint:
         path = Path(settings.encoder_checkpoint)
@@ -96,15 +99,17 @@ def load_speech_input(settings: EncoderLLMSettings, llm_hidden_size: int) -> Spe
             raise FreezeOmniError(f"{path}: no such encoder checkpoint (run `freeze-omni train encoder-ctc` first)")
         state = torch.load(path, map_location="cpu", weights_only=False)["model"]
         encoder.load_state_dict({k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")})
-    speech_input = SpeechInput(encoder, llm_hidden_size, settings.prompt_length)
+    speech_input = SpeechInput(encoder, llm.hidden_size, settings.prompt_length, settings.adapter_norm)
+    if settings.adapter_norm:
+        speech_input.adapter.match_embedding_scale(llm.model.embed.weight)
     speech_input.encoder.requires_grad_(settings.train_encoder)
     return speech_input
 
 
 def build_model(settings: EncoderLLMSettings, llm: FrozenLLM | None = None) -> EncoderLLMModel:
     llm = llm or FrozenLLM.load(settings.llm or None, dtype=getattr(torch, settings.llm_dtype))
-    return EncoderLLMModel(load_speech_input(settings, llm.hidden_size), llm, settings.instruction,
-                           settings.embedding_ctc_weight)
+    return EncoderLLMModel(load_speech_input(settings, llm), llm, settings.instruction,
+                           settings.embedding_ctc_weight, settings.encoder_lr_scale)
 
 
 class EncoderLLMStage(ChunkedSpeechData):

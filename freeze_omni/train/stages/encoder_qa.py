@@ -55,6 +55,7 @@ class EncoderQASettings(StageSettings):
     llm: str = ""                     # HF directory or .gguf; "" = the default backbone
     llm_dtype: str = "bfloat16"
     prompt_length: int = 4
+    adapter_norm: bool = False        # must match the stage-2 checkpoint (adapter.py)
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     max_answer_tokens: int = 32
     conversations_per_batch: int = 6
@@ -132,7 +133,7 @@ class SpokenDialogueModel(nn.Module):
             ctc = embedding_ctc_loss([s for s, _ in requests], [torch.tensor(t) for _, t in requests],
                                      self.llm.model.embed.weight)
             loss = loss + embedding_ctc_weight * ctc
-            metrics["embedding_ctc"] = float(ctc)
+            metrics["embedding_ctc"] = ctc.item()
         return loss, metrics
 
 
@@ -149,12 +150,16 @@ def state_positions(n_embeds: int, labels: list[int]) -> list[int]:
 
 def load_speech_input(settings: EncoderQASettings, llm_hidden_size: int) -> SpeechInput:
     """Encoder, adapter and prompt embeddings as input stage 2 left them."""
-    speech_input = SpeechInput(build_encoder(settings.init), llm_hidden_size, settings.prompt_length)
+    speech_input = SpeechInput(build_encoder(settings.init), llm_hidden_size, settings.prompt_length,
+                               settings.adapter_norm)
     if settings.speech_checkpoint:
         path = Path(settings.speech_checkpoint)
         if not path.is_file():
             raise FreezeOmniError(f"{path}: no such checkpoint (run `freeze-omni train encoder-llm` first)")
         state = torch.load(path, map_location="cpu", weights_only=False)["model"]
+        if ("speech_input.adapter.norm.weight" in state) != settings.adapter_norm:
+            raise FreezeOmniError(f"{path} was trained with adapter_norm = {str(not settings.adapter_norm).lower()}; "
+                                  f"set the same here")
         speech_input.load_state_dict({k.removeprefix("speech_input."): v for k, v in state.items()
                                       if k.startswith("speech_input.")})
     speech_input.encoder.requires_grad_(settings.train_encoder)
