@@ -309,16 +309,27 @@ def test_sessions_run_as_a_batch_get_what_each_gets_alone(llm, speech_input, det
     for name, clip in audio.items():
         session = engine.new_session(name)
         alone[name] = [_rounded(_signature(e)) for e in drive(engine, session, clip)], session.kv
+    # Each round, every session does what it would do next alone (`drive`: a chunk, then all
+    # its answer work), so one batch mixes one user's chunk with another's answer token.
     sessions = {name: engine.new_session(name) for name in audio}
     together = {name: [] for name in audio}
-    for start in range(0, max(clip.size for clip in audio.values()), CHUNK_SAMPLES):
-        names = list(audio)
-        chunks = [(sessions[n], audio[n][start:start + CHUNK_SAMPLES]) for n in names]
-        for name, events in zip(names, engine.accept_audio_batch(chunks)):
+    fed = dict.fromkeys(audio, 0)
+    mixed = 0
+    while True:
+        work = {}
+        for name, session in sessions.items():
+            if engine.has_answer_work(session):
+                work[name] = engine.answer_work(session)
+            elif fed[name] < audio[name].size:
+                work[name] = engine.audio_work(session, audio[name][fed[name]:fed[name] + CHUNK_SAMPLES])
+                fed[name] += CHUNK_SAMPLES
+        if not work:
+            break
+        kinds = {engine.has_answer_work(sessions[n]) for n in work}
+        mixed += len(kinds) > 1
+        for name, events in zip(work, engine.run_batch([(sessions[n], w) for n, w in work.items()])):
             together[name] += [_rounded(_signature(e)) for e in events]
-        while busy := [n for n in names if engine.has_answer_work(sessions[n])]:
-            for name, events in zip(busy, engine.step_answer_batch([sessions[n] for n in busy])):
-                together[name] += [_rounded(_signature(e)) for e in events]
+    assert mixed  # some batches held a chunk of one user and answer work of another
     for name in audio:
         assert together[name] == alone[name][0]
         assert_same_kv(sessions[name].kv, alone[name][1])
@@ -330,7 +341,9 @@ def test_bad_input_in_a_batch_fails_alone_and_leaves_its_session_unchanged(llm, 
     good, bad = engine.new_session("good"), engine.new_session("bad")
     broken = np.full(CHUNK_SAMPLES, np.nan, np.float32)
     with pytest.raises(ValueError):
-        engine.accept_audio_batch([(good, speech["q1"][:CHUNK_SAMPLES]), (good, broken)])
-    results = engine.accept_audio_batch([(good, speech["q1"][:CHUNK_SAMPLES * 10]), (bad, broken)])
+        engine.run_batch([(good, engine.audio_work(good, speech["q1"][:CHUNK_SAMPLES])),
+                          (good, engine.audio_work(good, broken))])
+    results = engine.run_batch([(good, engine.audio_work(good, speech["q1"][:CHUNK_SAMPLES * 10])),
+                                (bad, engine.audio_work(bad, broken))])
     assert isinstance(results[1], AudioError) and of_type(results[0], SpeechStarted)
     assert good.samples_in == CHUNK_SAMPLES * 10 and bad.samples_in == 0 and bad.unconsumed.size == 0

@@ -48,7 +48,7 @@ def test_round_robin_serves_every_user_before_anyone_twice():
     assert order == ["a", "b", "c", "a", "a"]
 
 
-def test_batches_group_one_kind_from_different_sessions():
+def test_batches_take_the_next_sessions_in_line():
     scheduler = Scheduler(max_batch=2)
     for sid in "abc":
         scheduler.open(sid)
@@ -68,7 +68,7 @@ def test_a_batch_can_be_limited_below_max_batch():
     assert [i.session_id for i in scheduler.next_batch(limit=2)] == ["c"]
 
 
-def test_a_batch_never_mixes_kinds():
+def test_a_batch_mixes_kinds_in_line_order():
     scheduler = Scheduler(max_batch=4)
     for sid in "ab":
         scheduler.open(sid)
@@ -77,8 +77,7 @@ def test_a_batch_never_mixes_kinds():
     scheduler.done(a, Kind.TOKEN)  # "a" now has answer work, "b" another chunk
     scheduler.done(b, None)
     scheduler.add_chunk("b", CHUNK)
-    assert [(i.session_id, i.kind) for i in scheduler.next_batch()] == [("a", Kind.TOKEN)]
-    assert [(i.session_id, i.kind) for i in scheduler.next_batch()] == [("b", Kind.ENCODE)]
+    assert [(i.session_id, i.kind) for i in scheduler.next_batch()] == [("a", Kind.TOKEN), ("b", Kind.ENCODE)]
 
 
 def test_answer_work_and_input_alternate_so_neither_starves():

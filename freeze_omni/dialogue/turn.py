@@ -3,7 +3,9 @@
 `TurnEngine` holds only models and settings; every call takes the user's `Session` and changes
 it, so one engine serves any number of users and their calls may be interleaved in any order.
 Work is explicit: `accept_audio` handles input, `step_answer` does answer work in small units,
-and a caller (CLI, server scheduler) decides how to interleave them. No threads.
+and a caller (CLI, server scheduler) decides how to interleave them. No threads. The same work
+as generators (`audio_work`, `answer_work`) lets `run_batch` put the LLM passes of several
+sessions, whatever each is doing, into shared forward passes (`batching.py`).
 
 Exact rules. Times are input-stream times: ms of user audio accepted so far (the session clock).
 
@@ -154,16 +156,18 @@ class TurnEngine:
         Bad input (not a 1-D float array, or NaN/inf) raises `AudioError`, a `FreezeOmniError`,
         and leaves the session unchanged.
         """
-        return run_alone(self.llm, self._accept_audio(session, pcm))
+        return run_alone(self.llm, self.audio_work(session, pcm))
 
     @torch.no_grad()
-    def accept_audio_batch(self, inputs: Sequence[tuple[Session, np.ndarray]]) -> list[list[Event] | Exception]:
-        """`accept_audio` for several sessions at once, their LLM work in shared passes; each
-        result is that session's events or the exception its input raised."""
-        _check_distinct([session for session, _ in inputs])
-        return run_together(self.llm, [self._accept_audio(session, pcm) for session, pcm in inputs])
+    def run_batch(self, items: Sequence[tuple[Session, Work[list[Event]]]]) -> list[list[Event] | Exception]:
+        """Each session's piece of work (`audio_work` or `answer_work`, at most one per session),
+        their LLM work in shared passes; each result is that session's events or the exception
+        its work raised."""
+        _check_distinct([session for session, _ in items])
+        return run_together(self.llm, [work for _, work in items])
 
-    def _accept_audio(self, session: Session, pcm: np.ndarray) -> Work[list[Event]]:
+    def audio_work(self, session: Session, pcm: np.ndarray) -> Work[list[Event]]:
+        """`accept_audio` as a generator of its LLM passes."""
         samples = np.concatenate([session.unconsumed, check_mono_float(pcm)])
         n_chunks = samples.size // CHUNK_SAMPLES
         session.unconsumed = samples[n_chunks * CHUNK_SAMPLES:].copy()
@@ -286,13 +290,10 @@ class TurnEngine:
             events += run_alone(self.llm, self._answer_unit(session))
         return events + self._finish_if_played(session)
 
-    @torch.no_grad()
-    def step_answer_batch(self, sessions: Sequence[Session]) -> list[list[Event] | Exception]:
-        """One unit of answer work for each session, their tokens in one LLM pass; each result is
-        that session's events or the exception it raised."""
-        _check_distinct(sessions)
-        results = run_together(self.llm, [self._answer_unit(session) for session in sessions])
-        return [r if isinstance(r, Exception) else r + self._finish_if_played(s) for r, s in zip(results, sessions)]
+    def answer_work(self, session: Session) -> Work[list[Event]]:
+        """`step_answer` (one step) as a generator of its LLM passes."""
+        events = yield from self._answer_unit(session)
+        return events + self._finish_if_played(session)
 
     def _answer_unit(self, s: Session) -> Work[list[Event]]:
         unit, answer = self.next_answer_unit(s), s.answer

@@ -1,9 +1,9 @@
 """One copy of the model weights that runs work items of any session, keeping nothing between them.
 
 A `Replica` wraps a `TurnEngine` (which holds only models and settings) and runs a batch of
-items, each on the session it names. Items of one batch are of one kind from different
-sessions, and the engine runs their LLM work in shared forward passes
-(`dialogue/batching.py`).
+items, each on the session it names. Items of one batch come from different sessions, of any
+kind, and the engine runs their LLM work in shared forward passes (`dialogue/batching.py`): an
+input chunk of one user and the next answer token of another cost one pass over the weights.
 
 Each item is protected by a checkpoint: if it raises, the session is rewound (`recovery.py`)
 and the error is returned for that item alone; the other items of the batch still run.
@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from freeze_omni.dialogue.batching import Work
 from freeze_omni.dialogue.events import Event
 from freeze_omni.dialogue.session import Session
 from freeze_omni.dialogue.turn import TurnEngine
@@ -46,15 +47,16 @@ class Replica:
     def new_session(self, session_id: str, system_prompt: str | None = None, seed: int = 0) -> Session:
         return self.engine.new_session(session_id, seed=seed, system_prompt=system_prompt)
 
+    def _work(self, item: WorkItem, session: Session) -> Work[list[Event]]:
+        if item.kind is Kind.ENCODE:
+            return self.engine.audio_work(session, np.asarray(item.pcm, np.float32))
+        return self.engine.answer_work(session)
+
     def run(self, batch: list[tuple[WorkItem, Session]]) -> list[Result]:
         if not batch:
             return []
         checkpoints = [Checkpoint.take(session) for _, session in batch]
-        sessions = [session for _, session in batch]
-        if batch[0][0].kind is Kind.ENCODE:
-            outcomes = self.engine.accept_audio_batch([(s, np.asarray(item.pcm, np.float32)) for item, s in batch])
-        else:
-            outcomes = self.engine.step_answer_batch(sessions)
+        outcomes = self.engine.run_batch([(session, self._work(item, session)) for item, session in batch])
         finished, results = time.monotonic(), []
         for (item, session), checkpoint, outcome in zip(batch, checkpoints, outcomes):
             if isinstance(outcome, Exception):  # any failure: the session goes back to a consistent state

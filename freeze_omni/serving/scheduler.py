@@ -8,8 +8,9 @@ replica is idle and reports back with `done()` / `failed()`. Three rules make it
 2. Fairness: sessions with ready work wait in one round-robin line; a served session goes to the
    back. Within a session, pending input comes first (listening must keep real time), but after
    a chunk, waiting answer work gets one unit before the next chunk, so an answer always moves.
-3. A batch holds items of one kind from different sessions (at most `max_batch`), the unit a
-   replica could run as one forward pass.
+3. A batch holds the next items of the first `max_batch` sessions in line, whatever their kind:
+   a replica runs their LLM work in shared forward passes (an input chunk and an answer token
+   cost about one pass over the weights together).
 
 A failed chunk is retried once (the runner has rewound the session first); a failed answer
 unit is not retried, since the rewind drops the answer it belonged to.
@@ -99,17 +100,14 @@ class Scheduler:
 
     # ---- replicas ---------------------------------------------------------------------------
     def next_batch(self, limit: int | None = None) -> list[WorkItem]:
-        """Up to `max_batch` (and `limit`) items of one kind from different sessions, the first from
-        the session that has waited longest; [] when nothing is ready. The sessions become busy."""
-        if not self._line:
-            return []
-        kind = self._work[self._line[0]].next_kind()
+        """The next item of each of the first `max_batch` (and `limit`) sessions in line, oldest
+        first; [] when nothing is ready. The sessions become busy."""
         size = self.max_batch if limit is None else max(1, min(limit, self.max_batch))
-        chosen = [sid for sid in self._line if self._work[sid].next_kind() is kind][:size]
         batch = []
-        for sid in chosen:
-            self._line.remove(sid)
+        while self._line and len(batch) < size:
+            sid = self._line.popleft()
             work = self._work[sid]
+            kind = work.next_kind()
             work.busy = True
             if kind is Kind.ENCODE:
                 batch.append(work.chunks.popleft())
