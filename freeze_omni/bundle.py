@@ -46,6 +46,7 @@ class ModelSpec:
     adapter_norm: bool = False  # see `AdapterConfig.output_norm`
     llm: str = ""  # HF directory or .gguf; "" = the default backbone
     llm_dtype: str = "bfloat16"
+    llm_weights: str = ""  # "int8": weight-only int8 matmuls at inference (`llm/int8.py`); "" = as loaded
     system_prompt: str = ""  # "" = the dialogue default
     answer_threshold: float = 0.0  # tuned on held-out turns; see `DialogueConfig.answer_threshold`
     format: int = FORMAT
@@ -58,6 +59,7 @@ class ModelSpec:
         return DialogueConfig(**{**own, **settings})
 
 
+LLM_WEIGHTS = {"", "int8"}
 SPEECH_OUT = ("decoder.safetensors", "codec.safetensors")
 
 
@@ -90,6 +92,9 @@ def read_spec(model_dir: Path) -> ModelSpec:
     spec = ModelSpec(**json.loads((model_dir / "model.json").read_text()))
     if spec.format != FORMAT:
         raise FreezeOmniError(f"{model_dir}/model.json has format {spec.format}; this version reads {FORMAT}")
+    if spec.llm_weights not in LLM_WEIGHTS:
+        raise FreezeOmniError(f"{model_dir}/model.json: llm_weights must be one of {sorted(LLM_WEIGHTS)}, "
+                              f"not {spec.llm_weights!r}")
     return spec
 
 
@@ -101,11 +106,15 @@ def write_spec(model_dir: Path, spec: ModelSpec) -> None:
 def load_model(model_dir: Path, device: torch.device | str = "cpu", llm: FrozenLLM | None = None,
                speech: bool = True) -> LoadedModel:
     """Everything `TurnEngine` needs; weights in float32 on `device`, the LLM in its own dtype.
-    `speech=False` skips the speech decoder (text-only answers, e.g. for spoken QA accuracy)."""
+    `speech=False` skips the speech decoder (text-only answers, e.g. for spoken QA accuracy). A given
+    `llm` is used as it is (`llm_weights` applies only to the LLM loaded here)."""
     if missing := missing_parts(model_dir):
         raise ModelNotFoundError(f"the model in {model_dir} is not complete; missing: " + "; ".join(missing))
     spec = read_spec(model_dir)
-    llm = llm or FrozenLLM.load(spec.llm or None, dtype=getattr(torch, spec.llm_dtype), device=device)
+    if llm is None:
+        llm = FrozenLLM.load(spec.llm or None, dtype=getattr(torch, spec.llm_dtype), device=device)
+        if spec.llm_weights == "int8":
+            llm.quantize_int8()
     speech_input = SpeechInput(SpeechEncoder(EncoderConfig(**spec.encoder)), llm.hidden_size, spec.prompt_length,
                                spec.adapter_norm)
     speech_input.encoder.load_state_dict(_load(model_dir / "encoder.safetensors"))

@@ -20,6 +20,7 @@ from freeze_omni.codec.model import Codec
 from freeze_omni.errors import FreezeOmniError, ModelNotFoundError
 from freeze_omni.dialogue.speaker import TextOnlySpeaker
 from freeze_omni.llm import FrozenLLM
+from freeze_omni.llm.int8 import Int8Linear
 from freeze_omni.paths import DEFAULT_MODEL_DIR, PACKAGE_DIR
 from freeze_omni.speech_input import SpeechInput
 
@@ -53,6 +54,23 @@ def test_bundle_keeps_the_adapter_output_norm(tmp_path, speech_input, llm):
     loaded = load_model(tmp_path, llm=llm)
     assert loaded.spec.adapter_norm and loaded.speech_input.adapter.norm is not None
     torch.testing.assert_close(loaded.speech_input.adapter.norm.weight, normed.adapter.norm.weight.half().float())
+
+
+def test_bundle_loads_its_llm_with_int8_weights_when_it_says_so(tmp_path, monkeypatch, speech_input):
+    monkeypatch.setenv("FREEZE_OMNI_CACHE", str(tmp_path / "cache"))
+    hf_model, tokenizer = tiny_hf_model("llama")
+    hf_model.save_pretrained(tmp_path / "llm")
+    tokenizer.save_pretrained(tmp_path / "llm")
+    llm = FrozenLLM.load(tmp_path / "llm", dtype=torch.float32)
+    model_dir = tmp_path / "model"
+    save_model(model_dir, SpeechInput(speech_input.encoder, llm.hidden_size), forced_head(llm, ANSWER),
+               llm_source=str(tmp_path / "llm"))
+    spec = json.loads((model_dir / "model.json").read_text())
+    (model_dir / "model.json").write_text(json.dumps({**spec, "llm_dtype": "float32", "llm_weights": "int8"}))
+    assert isinstance(load_model(model_dir, speech=False).llm.model.lm_head, Int8Linear)
+    (model_dir / "model.json").write_text(json.dumps({**spec, "llm_weights": "int4"}))
+    with pytest.raises(FreezeOmniError, match="llm_weights"):
+        load_model(model_dir, speech=False)
 
 
 @pytest.mark.parametrize("state, turns", [(ANSWER, 1), (IGNORE, 0)])

@@ -68,6 +68,14 @@ class FrozenLLM(nn.Module):
         model = build_decoder(hf_model.config, hf_model.state_dict(), next(hf_model.parameters()).dtype)
         return cls(model, tokenizer, name)
 
+    def quantize_int8(self) -> "FrozenLLM":
+        """Inference only: int8 projection weights (`int8.py`), about half the time per decoded
+        token on a CPU. In place; returns self."""
+        from freeze_omni.llm.int8 import quantize_int8
+
+        quantize_int8(self.model)
+        return self
+
     def train(self, mode: bool = True) -> "FrozenLLM":
         """The backbone stays in eval mode whatever its parent module does."""
         return super().train(False)
