@@ -51,6 +51,20 @@ def test_bfloat16_follows_float32_hidden_states(llm):
     assert cosine.min() > 0.98
 
 
+def test_int8_weights_keep_the_hidden_states_and_the_answer(llm):
+    quantized = FrozenLLM.load().quantize_int8()
+    tok = llm.tokenizer
+    prompt = llm.template.system(tok, "You are a helpful assistant. Answer briefly.") + \
+        llm.template.user_turn(tok, "How many legs does a spider have?")
+    with torch.inference_mode():
+        ids = torch.tensor([prompt])
+        cosine = torch.nn.functional.cosine_similarity(quantized(quantized.embed(ids)).float(),
+                                                       llm(llm.embed(ids)).float(), dim=-1)
+        tokens = [t for t, _ in quantized.generate(prompt, quantized.new_cache(), max_new_tokens=24)]
+    assert cosine.min() > 0.99
+    assert "eight" in tok.decode(tokens).lower()
+
+
 def test_bench_llm_reports_the_documented_keys():
     result = subprocess.run([sys.executable, "-m", "freeze_omni", "bench", "llm", "--json", "--repeats", "3",
                              "--threads", "1"],
