@@ -18,7 +18,8 @@ def test_stage_trains_the_speech_side_and_never_the_llm(tiny_corpus, tmp_path):
     llm = FrozenLLM.from_hf_model(hf_model, tokenizer)
     llm_before = {k: v.clone() for k, v in llm.state_dict().items()}
     settings = EncoderLLMSettings(corpus=str(tiny_corpus), max_batch_seconds=3.0, eval_utterances=2,
-                                  embedding_ctc_weight=0.5, adapter_norm=True, encoder_lr_scale=0.0)
+                                  embedding_ctc_weight=0.5, adapter_norm=True, encoder_lr_scale=0.0,
+                                  answer_lead="You said: \"", answer_close="\"")
     stage = EncoderLLMStage(settings, llm=llm)
     speech_input = stage.module.speech_input
     gain = float(llm.model.embed.weight.float().pow(2).mean().sqrt())
@@ -46,3 +47,13 @@ def test_stage_trains_the_speech_side_and_never_the_llm(tiny_corpus, tmp_path):
     same = encoder_qa.load_speech_input(encoder_qa.EncoderQASettings(speech_checkpoint=str(tmp_path / "last.pt"),
                                                                      adapter_norm=True), llm.hidden_size)
     assert torch.equal(same.adapter.norm.weight, speech_input.adapter.norm.weight)
+
+
+def test_targets_close_the_quote_and_hypotheses_end_there(tiny_corpus):
+    llm = FrozenLLM.from_hf_model(*tiny_hf_model("qwen2"))
+    settings = EncoderLLMSettings(corpus=str(tiny_corpus), answer_lead='You said: "', answer_close='"')
+    module = EncoderLLMStage(settings, llm=llm).module
+    lead = llm.tokenizer.encode('You said: "', add_special_tokens=False)
+    assert module.suffix_ids.tolist()[-len(lead):] == lead
+    ids = module.target_ids("hello there")
+    assert ids[-1] == module.end_id and llm.tokenizer.decode(ids[:-1]) == 'hello there"'

@@ -1,7 +1,11 @@
 """Input stage 2: encoder + adapter learn to speak the frozen LLM's language (ASR through the LLM).
 
 The LLM reads [system instruction | user turn start | prompt embeddings | speech | user turn end,
-assistant start] and is taught, by next-token loss on the transcript, to write what was said. The
+assistant start | answer lead] and is taught, by next-token loss on the transcript (and the
+closing text), to write what was said. A small LLM does not transcribe on request even from
+typed text (SmolLM2-135M answers the question instead), but after a lead such as `You said: "`
+it copies the user's words from its context and closes the quote: the packaged config uses that
+form, so the speech only has to become something the LLM can copy from. The
 LLM never changes; the encoder (from stage 1), the adapter and the prompt embeddings learn. An
 optional CTC loss against the LLM's own input embeddings (`embedding_ctc.py`) gives the adapter a
 direct signal while the LLM still writes from its prior.
@@ -38,6 +42,8 @@ class EncoderLLMSettings(SpeechDataSettings):
     llm: str = ""                     # HF directory or .gguf; "" = the default backbone
     llm_dtype: str = "bfloat16"
     instruction: str = ASR_INSTRUCTION
+    answer_lead: str = ""             # text the assistant turn starts with, e.g. 'You said: "'
+    answer_close: str = ""            # text after the transcript, e.g. '"' (the hypothesis ends there)
     prompt_length: int = 4
     adapter_norm: bool = False        # RMS-normalise adapter output at the LLM embedding scale (adapter.py)
     train_encoder: bool = True
@@ -46,8 +52,8 @@ class EncoderLLMSettings(SpeechDataSettings):
 
 
 class EncoderLLMModel(nn.Module):
-    def __init__(self, speech_input: SpeechInput, llm: FrozenLLM, instruction: str,
-                 embedding_ctc_weight: float = 0.0, encoder_lr_scale: float = 1.0) -> None:
+    def __init__(self, speech_input: SpeechInput, llm: FrozenLLM, instruction: str, answer_lead: str = "",
+                 answer_close: str = "", embedding_ctc_weight: float = 0.0, encoder_lr_scale: float = 1.0) -> None:
         super().__init__()
         self.speech_input = speech_input
         self.llm = llm
@@ -56,8 +62,14 @@ class EncoderLLMModel(nn.Module):
         template, tokenizer = llm.template, llm.tokenizer
         self.register_buffer("prefix_ids", torch.tensor(template.system(tokenizer, instruction) + template.user_start),
                              persistent=False)
-        self.register_buffer("suffix_ids", torch.tensor(template.user_end_assistant_start), persistent=False)
+        lead = tokenizer.encode(answer_lead, add_special_tokens=False) if answer_lead else []
+        self.register_buffer("suffix_ids", torch.tensor(template.user_end_assistant_start + lead), persistent=False)
         self.end_id = (template.assistant_end or [tokenizer.eos_token_id])[0]
+        self.answer_close = answer_close
+
+    def target_ids(self, transcript: str) -> list[int]:
+        """What the LLM should write after the lead: the transcript, the closing text, the end."""
+        return self.llm.tokenizer.encode(transcript + self.answer_close, add_special_tokens=False) + [self.end_id]
 
     def prefix(self) -> torch.Tensor:
         """[p, hidden] float32: template up to the user turn, then the trainable prompt embeddings."""
@@ -87,7 +99,8 @@ class EncoderLLMModel(nn.Module):
         for i, n in enumerate(embed_lengths.tolist()):
             row = torch.cat([self.prefix(), embeds[i, :n], suffix])[None]
             tokens = [t for t, _ in self.llm.generate_from_embeds(row, self.llm.new_cache(), max_new_tokens=max_tokens)]
-            texts.append(self.llm.tokenizer.decode([t for t in tokens if t not in self.llm.stop_ids]).strip())
+            text = self.llm.tokenizer.decode([t for t in tokens if t not in self.llm.stop_ids])
+            texts.append((text.split(self.answer_close)[0] if self.answer_close else text).strip())
         return texts
 
 
@@ -108,8 +121,8 @@ def load_speech_input(settings: EncoderLLMSettings, llm: FrozenLLM) -> SpeechInp
 
 def build_model(settings: EncoderLLMSettings, llm: FrozenLLM | None = None) -> EncoderLLMModel:
     llm = llm or FrozenLLM.load(settings.llm or None, dtype=getattr(torch, settings.llm_dtype))
-    return EncoderLLMModel(load_speech_input(settings, llm), llm, settings.instruction,
-                           settings.embedding_ctc_weight, settings.encoder_lr_scale)
+    return EncoderLLMModel(load_speech_input(settings, llm), llm, settings.instruction, settings.answer_lead,
+                           settings.answer_close, settings.embedding_ctc_weight, settings.encoder_lr_scale)
 
 
 class EncoderLLMStage(ChunkedSpeechData):
@@ -120,9 +133,7 @@ class EncoderLLMStage(ChunkedSpeechData):
 
     def load(self, spec: BatchSpec, device: torch.device) -> dict[str, Any]:
         feats, lengths, texts = self.training_features(spec)
-        tokenizer = self.module.llm.tokenizer
-        targets = [torch.tensor(tokenizer.encode(t, add_special_tokens=False) + [self.module.end_id], device=device)
-                   for t in texts]
+        targets = [torch.tensor(self.module.target_ids(t), device=device) for t in texts]
         return {"feats": feats.to(device), "lengths": lengths.to(device), "targets": targets,
                 "chunk_size": spec[1], "left_chunks": spec[2]}
 
