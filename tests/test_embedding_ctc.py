@@ -1,14 +1,14 @@
 import torch
 import torch.nn.functional as F
 
-from freeze_omni.train.embedding_ctc import embedding_ctc_loss
+from freeze_omni.train.embedding_ctc import blank_direction, embedding_ctc_loss
 
 
 def test_frames_on_the_right_embeddings_in_order_cost_less_than_other_frames():
     torch.manual_seed(0)
-    embedding = F.normalize(torch.randn(50, 16), dim=-1)
+    embedding = F.normalize(torch.randn(50, 16), dim=-1) + 3.0  # a large common component, as real tables have
     targets = [torch.tensor([3, 7, 7, 12]), torch.tensor([5, 9])]
-    blank = embedding.mean(0)
+    blank = embedding.mean(0) + blank_direction(16)
 
     def frames(ids: list[int]) -> torch.Tensor:
         return torch.stack([blank if i < 0 else embedding[i] for i in ids])
