@@ -68,16 +68,18 @@ def test_a_batch_can_be_limited_below_max_batch():
     assert [i.session_id for i in scheduler.next_batch(limit=2)] == ["c"]
 
 
-def test_a_batch_mixes_kinds_in_line_order():
+def test_chunks_and_tokens_share_a_batch_but_speech_packets_go_alone():
     scheduler = Scheduler(max_batch=4)
-    for sid in "ab":
+    for sid in "abc":
         scheduler.open(sid)
         scheduler.add_chunk(sid, CHUNK)
-    a, b = scheduler.next_batch()
-    scheduler.done(a, Kind.TOKEN)  # "a" now has answer work, "b" another chunk
-    scheduler.done(b, None)
-    scheduler.add_chunk("b", CHUNK)
-    assert [(i.session_id, i.kind) for i in scheduler.next_batch()] == [("a", Kind.TOKEN), ("b", Kind.ENCODE)]
+    a, b, c = scheduler.next_batch()
+    scheduler.done(a, Kind.TOKEN)  # "a" now has answer work, "b" speech to make, "c" another chunk
+    scheduler.done(b, Kind.PACKET)
+    scheduler.done(c, None)
+    scheduler.add_chunk("c", CHUNK)
+    assert [(i.session_id, i.kind) for i in scheduler.next_batch()] == [("a", Kind.TOKEN), ("c", Kind.ENCODE)]
+    assert [(i.session_id, i.kind) for i in scheduler.next_batch()] == [("b", Kind.PACKET)]
 
 
 def test_answer_work_and_input_alternate_so_neither_starves():

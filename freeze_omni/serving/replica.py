@@ -1,9 +1,10 @@
 """One copy of the model weights that runs work items of any session, keeping nothing between them.
 
 A `Replica` wraps a `TurnEngine` (which holds only models and settings) and runs a batch of
-items, each on the session it names. Items of one batch come from different sessions, of any
-kind, and the engine runs their LLM work in shared forward passes (`dialogue/batching.py`): an
-input chunk of one user and the next answer token of another cost one pass over the weights.
+items, each on the session it names. Items of one batch come from different sessions (input
+chunks and answer tokens mixed, or speech packets; `scheduler.py` rule 3), and the engine runs
+their LLM work in shared forward passes (`dialogue/batching.py`): an input chunk of one user and
+the next answer token of another cost one pass over the weights.
 
 Each item is protected by a checkpoint: if it raises, the session is rewound (`recovery.py`)
 and the error is returned for that item alone; the other items of the batch still run.

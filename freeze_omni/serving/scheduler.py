@@ -8,9 +8,11 @@ replica is idle and reports back with `done()` / `failed()`. Three rules make it
 2. Fairness: sessions with ready work wait in one round-robin line; a served session goes to the
    back. Within a session, pending input comes first (listening must keep real time), but after
    a chunk, waiting answer work gets one unit before the next chunk, so an answer always moves.
-3. A batch holds the next items of the first `max_batch` sessions in line, whatever their kind:
-   a replica runs their LLM work in shared forward passes (an input chunk and an answer token
-   cost about one pass over the weights together).
+3. A batch holds the next items of up to `max_batch` sessions, taken in line order among those
+   whose next item is of the same group as the first one's: input chunks and answer tokens mix
+   (a replica runs their LLM work in shared forward passes, and a chunk and a token cost about
+   one pass over the weights together), while speech packets, which use no LLM and run one
+   after another, go in batches of their own so that no chunk waits for another user's speech.
 
 A failed chunk is retried once (the runner has rewound the session first); a failed answer
 unit is not retried, since the rewind drops the answer it belonged to.
@@ -31,6 +33,10 @@ class Kind(str, Enum):
     ENCODE = "encode"  # one 160 ms input chunk: VAD, features, encoder, LLM prefill, state head
     TOKEN = "token"  # generate the next answer token
     PACKET = "packet"  # synthesise the next PCM packet of the current phrase
+
+    @property
+    def uses_llm(self) -> bool:
+        return self is not Kind.PACKET
 
 
 @dataclass(frozen=True)
@@ -100,12 +106,17 @@ class Scheduler:
 
     # ---- replicas ---------------------------------------------------------------------------
     def next_batch(self, limit: int | None = None) -> list[WorkItem]:
-        """The next item of each of the first `max_batch` (and `limit`) sessions in line, oldest
-        first; [] when nothing is ready. The sessions become busy."""
+        """The next items of up to `max_batch` (and `limit`) sessions of one group (rule 3), the
+        first from the session that has waited longest; [] when nothing is ready. The sessions
+        become busy."""
+        if not self._line:
+            return []
         size = self.max_batch if limit is None else max(1, min(limit, self.max_batch))
+        group = self._work[self._line[0]].next_kind().uses_llm
+        chosen = [sid for sid in self._line if self._work[sid].next_kind().uses_llm == group][:size]
         batch = []
-        while self._line and len(batch) < size:
-            sid = self._line.popleft()
+        for sid in chosen:
+            self._line.remove(sid)
             work = self._work[sid]
             kind = work.next_kind()
             work.busy = True
