@@ -117,6 +117,7 @@ class LevelResult:
     expected_answers: int  # users whose question the model answers when asked alone (the references)
     realtime: bool  # p95 chunk latency within one chunk and nobody fell behind
     errors: dict[str, int]
+    disagreements: list[dict[str, str | int]]  # per cross-talk case: user, its reference, what it got
 
     def as_dict(self) -> dict:
         return dict(vars(self))
@@ -136,7 +137,8 @@ async def run_level(replicas: list[Replica], questions: list[np.ndarray], refere
 
         records = await asyncio.gather(*(user(i) for i in range(users)))
     answers = [first_answer(r.events()) for r in records]
-    cross_talk = sum(1 for i, got in enumerate(answers) if got and not agrees(got, references[i]))
+    disagreements = [{"user": i, "reference": references[i], "got": got}
+                     for i, got in enumerate(answers) if got and not agrees(got, references[i])]
     errors: dict[str, int] = {}
     for record in records:
         for error in record.events("error"):
@@ -144,8 +146,8 @@ async def run_level(replicas: list[Replica], questions: list[np.ndarray], refere
     latency = percentiles(list(server.metrics.chunk_latency_ms.recent))
     packets = [ms for ms in map(first_packet_ms, records) if ms is not None]
     realtime = latency["p95"] is not None and latency["p95"] <= REALTIME_MS and "too_far_behind" not in errors
-    return LevelResult(users, latency, percentiles(packets), cross_talk, sum(1 for a in answers if a),
-                       sum(1 for r in references[:users] if r), realtime, errors)
+    return LevelResult(users, latency, percentiles(packets), len(disagreements), sum(1 for a in answers if a),
+                       sum(1 for r in references[:users] if r), realtime, errors, disagreements)
 
 
 def levels(users: int) -> list[int]:
