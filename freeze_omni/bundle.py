@@ -77,10 +77,13 @@ def missing_parts(model_dir: Path) -> list[str]:
 
 
 def save_model(model_dir: Path, speech_input: SpeechInput, state_head: StateHead, llm_source: str = "",
-               system_prompt: str = "", answer_threshold: float = 0.0) -> None:
+               system_prompt: str = "", answer_threshold: float = 0.0, llm_weights: str = "") -> None:
+    if llm_weights not in LLM_WEIGHTS:
+        raise ValueError(f"llm_weights must be one of {sorted(LLM_WEIGHTS)}, not {llm_weights!r}")
     model_dir.mkdir(parents=True, exist_ok=True)
     spec = ModelSpec(asdict(speech_input.encoder.config), speech_input.prompt.shape[0],
-                     speech_input.adapter.config.output_norm, llm_source, system_prompt=system_prompt, answer_threshold=answer_threshold)
+                     speech_input.adapter.config.output_norm, llm_source, llm_weights=llm_weights,
+                     system_prompt=system_prompt, answer_threshold=answer_threshold)
     save_fp16(model_dir / "encoder.safetensors", speech_input.encoder.state_dict())
     adapter = {f"adapter.{k}": v for k, v in speech_input.adapter.state_dict().items()}
     save_fp16(model_dir / "adapter.safetensors", {**adapter, "prompt": speech_input.prompt})

@@ -64,9 +64,10 @@ def test_bundle_loads_its_llm_with_int8_weights_when_it_says_so(tmp_path, monkey
     llm = FrozenLLM.load(tmp_path / "llm", dtype=torch.float32)
     model_dir = tmp_path / "model"
     save_model(model_dir, SpeechInput(speech_input.encoder, llm.hidden_size), forced_head(llm, ANSWER),
-               llm_source=str(tmp_path / "llm"))
+               llm_source=str(tmp_path / "llm"), llm_weights="int8")
     spec = json.loads((model_dir / "model.json").read_text())
-    (model_dir / "model.json").write_text(json.dumps({**spec, "llm_dtype": "float32", "llm_weights": "int8"}))
+    assert spec["llm_weights"] == "int8"
+    (model_dir / "model.json").write_text(json.dumps({**spec, "llm_dtype": "float32"}))
     assert isinstance(load_model(model_dir, speech=False).llm.model.lm_head, Int8Linear)
     (model_dir / "model.json").write_text(json.dumps({**spec, "llm_weights": "int4"}))
     with pytest.raises(FreezeOmniError, match="llm_weights"):

@@ -68,8 +68,10 @@ def export_model(args: argparse.Namespace) -> int:
 
     run = Path(args.run_dir) if args.run_dir else data_dir() / "runs" / "encoder-qa"
     out = Path(args.out) if args.out else DEFAULT_MODEL_DIR
-    export_bundle(run / "last.pt", out, args.answer_threshold)
-    print(json.dumps({"checkpoint": str(run / "last.pt"), "model_dir": str(out), "answer_threshold": args.answer_threshold}))
+    llm_weights = "int8" if args.int8_llm else ""
+    export_bundle(run / "last.pt", out, args.answer_threshold, llm_weights)
+    print(json.dumps({"checkpoint": str(run / "last.pt"), "model_dir": str(out), "answer_threshold": args.answer_threshold,
+                      "llm_weights": llm_weights}))
     return 0
 
 
@@ -90,6 +92,8 @@ def register(commands) -> None:
     sub.add_argument("--out", help="model folder to write (default: the packaged default model)")
     sub.add_argument("--answer-threshold", type=float, default=0.0,
                      help="p(answer) the state head needs to take the turn (tune with `eval duplex --sweep`)")
+    sub.add_argument("--int8-llm", action="store_true",
+                     help="the LLM runs with int8 weights at inference (model.json llm_weights; llm/int8.py)")
     from freeze_omni.cli import train_codec
 
     train_codec.register(stages)

@@ -166,7 +166,8 @@ def load_speech_input(settings: EncoderQASettings, llm_hidden_size: int) -> Spee
     return speech_input
 
 
-def export_bundle(checkpoint: Path, model_dir: Path, answer_threshold: float = 0.0) -> EncoderQASettings:
+def export_bundle(checkpoint: Path, model_dir: Path, answer_threshold: float = 0.0,
+                  llm_weights: str = "") -> EncoderQASettings:
     """Write the model bundle `freeze-omni chat` and `serve` load (fp16) from a stage-3 checkpoint."""
     from freeze_omni.bundle import save_model
 
@@ -179,7 +180,8 @@ def export_bundle(checkpoint: Path, model_dir: Path, answer_threshold: float = 0
     if unexpected or any(not k.startswith("llm.") for k in missing):
         raise FreezeOmniError(f"{checkpoint} does not hold the whole stage-3 model it names (checkpoints "
                               f"written before they kept the frozen encoder cannot be exported safely)")
-    save_model(model_dir, model.speech_input, model.state_head, settings.llm, settings.system_prompt, answer_threshold)
+    save_model(model_dir, model.speech_input, model.state_head, settings.llm, settings.system_prompt, answer_threshold,
+               llm_weights)
     return settings
 
 
