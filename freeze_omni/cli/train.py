@@ -70,8 +70,8 @@ def export_model(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else DEFAULT_MODEL_DIR
     llm_weights = "int8" if args.int8_llm else ""
     export_bundle(run / "last.pt", out, args.answer_threshold, llm_weights)
-    print(json.dumps({"checkpoint": str(run / "last.pt"), "model_dir": str(out), "answer_threshold": args.answer_threshold,
-                      "llm_weights": llm_weights}))
+    print(json.dumps({"checkpoint": str(run / "last.pt"), "model_dir": str(out),
+                      "answer_threshold": args.answer_threshold, "llm_weights": llm_weights}))
     return 0
 
 
