@@ -78,3 +78,14 @@ def test_empty_references_and_hypotheses():
 def test_mismatched_lengths_are_an_error():
     with pytest.raises(ValueError, match="2 references but 1 hypotheses"):
         error_rates(["a", "b"], ["a"])
+
+
+def test_evenly_spaced_samples_the_whole_manifest_not_its_head():
+    from freeze_omni.eval.manifest import evenly_spaced
+
+    items = list(range(10))
+    assert evenly_spaced(items, 5) == [0, 2, 4, 6, 8]
+    assert evenly_spaced(items, 3) == [0, 3, 6]
+    assert evenly_spaced(items, None) == evenly_spaced(items, 10) == evenly_spaced(items, 99) == items
+    with pytest.raises(ValueError):
+        evenly_spaced(items, 0)

@@ -25,5 +25,5 @@ def register(commands) -> None:
     sub.add_argument("--checkpoint", type=Path, required=True,
                      help="last.pt of `train encoder-llm` (llm) or `train encoder-ctc` (ctc)")
     sub.add_argument("--full-context", action="store_true", help="offline: no chunk mask")
-    sub.add_argument("--limit", type=int, help="only the first N utterances")
+    sub.add_argument("--limit", type=int, help="N utterances spread evenly over the manifest")
     add_report_arguments(sub)

@@ -21,7 +21,7 @@ from freeze_omni.audio.io import read_audio
 from freeze_omni.encoder import FULL_CONTEXT, UNLIMITED
 from freeze_omni.encoder.frontend import featurizer
 from freeze_omni.errors import AudioError, FreezeOmniError
-from freeze_omni.eval.manifest import read_speech_manifest
+from freeze_omni.eval.manifest import evenly_spaced, read_speech_manifest
 from freeze_omni.eval.metrics import error_rates
 from freeze_omni.train.data import pad_features
 
@@ -67,7 +67,7 @@ def load_recognizer(checkpoint: str | Path, mode: str) -> Recognizer:
 
 def evaluate_asr(manifest: str | Path, recognizer: Recognizer, chunked: bool = True,
                  limit: int | None = None) -> dict[str, Any]:
-    items = read_speech_manifest(manifest, limit)
+    items = evenly_spaced(read_speech_manifest(manifest), limit)
     chunk = recognizer.chunk_160ms if chunked else FULL_CONTEXT
     hypotheses, audio_s, busy_s = [], 0.0, 0.0
     for item in tqdm(items, desc=f"asr ({recognizer.mode})", unit="utt", file=sys.stderr, disable=None):

@@ -7,9 +7,10 @@ and line number, so a long evaluation never dies at utterance 900 over a typo at
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from freeze_omni.errors import FreezeOmniError
 
@@ -41,6 +42,20 @@ def read_speech_manifest(path: str | Path, limit: int | None = None) -> list[Spe
     if not items:
         raise FreezeOmniError(f"{path}: manifest holds no utterances")
     return items
+
+
+T = TypeVar("T")
+
+
+def evenly_spaced(items: Sequence[T], n: int | None) -> list[T]:
+    """`n` items spread evenly over `items` (all of them when `n` is None or not smaller). The
+    corpus manifests are grouped by kind, so their first lines are not a fair sample: the first
+    60 test utterances are all questions, mostly about capitals."""
+    if n is None or n >= len(items):
+        return list(items)
+    if n < 1:
+        raise ValueError(f"cannot pick {n} items")
+    return [items[i * len(items) // n] for i in range(n)]
 
 
 def _parse_line(path: Path, number: int, line: str) -> SpeechItem:

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from freeze_omni.encoder import sample_chunk_config
+from freeze_omni.eval.manifest import evenly_spaced
 from freeze_omni.paths import data_dir
 from freeze_omni.train.config import StageSettings
 from freeze_omni.train.data import (SpecAugmentConfig, load_feature_batch, plan_chunked_batches, read_utterances,
@@ -43,8 +44,8 @@ class ChunkedSpeechData:
         corpus = settings.corpus_dir()
         self.train_set = read_utterances(corpus / "train.jsonl", settings.max_utterance_seconds,
                                          limit=settings.train_limit or None)
-        self.dev_set = read_utterances(corpus / "dev.jsonl", settings.max_utterance_seconds,
-                                       limit=settings.eval_utterances)
+        self.dev_set = evenly_spaced(read_utterances(corpus / "dev.jsonl", settings.max_utterance_seconds),
+                                     settings.eval_utterances)
 
     def plan(self, epoch: int, seed: int) -> list[BatchSpec]:
         return plan_chunked_batches(self.train_set, self.settings.max_batch_seconds, seed, epoch, self._sample_chunk)
