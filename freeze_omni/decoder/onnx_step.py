@@ -274,7 +274,7 @@ def load_onnx_step(decoder: ARDecoder, threads: int = 1, folder: Path | None = N
     try:
         write_atomic(path, graph)
         write_atomic(manifest, json.dumps({"key": key, "sha256": hashlib.sha256(graph).hexdigest(),
-                                            "format": FORMAT, "bytes": len(graph)}).encode())
+                                           "format": FORMAT, "bytes": len(graph)}))
     except OSError as error:  # a read-only cache only costs the next start an export
         warnings.warn(f"could not cache the AR decoder's ONNX step in {folder}: {error}", RuntimeWarning,
                       stacklevel=2)
@@ -291,4 +291,3 @@ def _read_cached(path: Path, manifest: Path, key: str) -> bytes | None:
     if meta.get("key") != key or meta.get("format") != FORMAT or hashlib.sha256(graph).hexdigest() != meta.get("sha256"):
         return None
     return graph
-

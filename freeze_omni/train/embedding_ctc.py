@@ -39,4 +39,3 @@ def embedding_ctc_loss(speech: list[torch.Tensor], targets: list[torch.Tensor], 
 def blank_direction(hidden: int, device: torch.device | str = "cpu") -> torch.Tensor:
     generator = torch.Generator().manual_seed(BLANK_SEED)
     return F.normalize(torch.randn(hidden, generator=generator), dim=0).to(device)
-
