@@ -140,7 +140,7 @@ def load_speaker(model_dir: Path, llm_hidden_size: int, device: torch.device | s
     if not has_speech_out(model_dir):
         return TextOnlySpeaker()
     from freeze_omni.codec.model import Codec
-    from freeze_omni.decoder.speaker import speaker_for_inference
+    from freeze_omni.decoder.speaker import PacketConfig, speaker_for_inference
     from freeze_omni.decoder.weights import load_decoder
 
     decoder = load_decoder(model_dir / "decoder.safetensors", device=device)
@@ -150,7 +150,9 @@ def load_speaker(model_dir: Path, llm_hidden_size: int, device: torch.device | s
     codec = Codec.load(model_dir / "codec.safetensors")
     if not torch.equal(decoder.decoder.head.codebook.cpu().half(), codec.codebook.half()):
         raise FreezeOmniError(f"{model_dir}: decoder.safetensors was trained for another codec than codec.safetensors")
-    return speaker_for_inference(decoder, codec)  # AR step on ONNX Runtime (torch if that fails)
+    # AR step on ONNX Runtime (torch if that fails); synthesis in slices of 5 codec tokens, so a
+    # server interleaves other users' chunks with it
+    return speaker_for_inference(decoder, codec, packets=PacketConfig(work_tokens=5))
 
 
 def _load(path: Path) -> dict[str, torch.Tensor]:

@@ -133,19 +133,21 @@ class AnswerAfterSpeech:
 
 
 class RecordingSpeaker:
-    """Text only, or TOKEN_MS of tone per token; remembers every phrase it was given."""
+    """Text only, or TOKEN_MS of tone per token; remembers every phrase it was given. With
+    `slices`, an empty packet (a slice of work with no audio yet) comes before each one."""
 
     sample_rate = SAMPLE_RATE
 
-    def __init__(self, audio: bool = False) -> None:
-        self.audio = audio
+    def __init__(self, audio: bool = False, slices: bool = False) -> None:
+        self.audio, self.slices = audio, slices
         self.phrases = []
 
     def speak(self, phrase):
         assert phrase.hidden.shape[0] == len(phrase.token_ids) and phrase.index >= 0
         self.phrases.append(phrase)
         packets = len(phrase.token_ids) if self.audio else 0
-        return (np.full(int(TOKEN_MS * SAMPLE_RATE / 1000), 0.1, np.float32) for _ in range(packets))
+        tone = np.full(int(TOKEN_MS * SAMPLE_RATE / 1000), 0.1, np.float32)
+        return (p for _ in range(packets) for p in ([np.zeros(0, np.float32)] if self.slices else []) + [tone])
 
     def tokens(self, start: int = 0, end: int | None = None) -> list[int]:
         return [t for phrase in self.phrases[start:end] for t in phrase.token_ids]

@@ -48,6 +48,17 @@ def test_packets_join_into_the_whole_decode(parts):
     assert len(packets[0]) < len(packets[1])  # the first packet of an answer is cut small
 
 
+def test_work_slices_only_add_empty_packets_between_the_same_audio(parts):
+    model, codec = parts
+    sampling = SamplingConfig(top_k=3, max_tokens_per_phoneme=3, seed=5)
+    phrase = Phrase("Hi there. Good to see you.", [1, 2, 3, 4], torch.randn(4, 8), index=0)
+    whole = list(DecoderSpeaker(model, codec, sampling, PacketConfig(12, 24)).speak(phrase))
+    sliced = list(DecoderSpeaker(model, codec, sampling, PacketConfig(12, 24, work_tokens=4)).speak(phrase))
+    audio = [p for p in sliced if p.size]
+    assert len(sliced) >= 2 * len(whole) and len(audio) == len(whole)
+    assert all(np.array_equal(a, b) for a, b in zip(audio, whole))
+
+
 def test_later_phrases_use_full_packets_and_prefix_matters(parts):
     model, codec = parts
     torch.nn.init.normal_(model.prefix.values.weight)

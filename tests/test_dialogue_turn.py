@@ -196,6 +196,15 @@ def test_interleaved_sessions_get_the_same_events_as_each_alone(llm, speech_inpu
     assert {"Interrupted", "AnswerAudio", "AnswerStarted"} <= kinds
 
 
+def test_empty_packets_are_work_slices_that_change_no_event(llm, speech_input, detector, speech):
+    audio = conversation(silence(0.5), speech["q1"], silence(1.5))
+    runs = []
+    for slices in (False, True):
+        engine = make_engine(llm, speech_input, detector, forced_head(llm, ANSWER), RecordingSpeaker(True, slices))
+        runs.append([_signature(e) for e in drive(engine, engine.new_session("a"), audio)])
+    assert runs[0] == runs[1] and any(kind == "AnswerAudio" for kind, _ in runs[0])
+
+
 @torch.no_grad()
 def test_talk_over_pauses_the_answer_before_the_vad_decides_and_acceptance_ends_it(llm, speech_input, detector,
                                                                                    speech):

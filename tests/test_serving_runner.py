@@ -189,7 +189,7 @@ def test_a_real_replica_rewinds_a_failed_turn_and_the_conversation_goes_on(llm, 
     session = engine.new_session("user", seed=3)
     drive(engine, session, question, policy)
     after_first = (session.kv.length, list(session.history), session.generator.get_state())
-    replica = Replica(make_engine(Exploding(llm, at=3), speech_input, detector, head, RecordingSpeaker()))
+    replica = Replica(make_engine(Exploding(llm, at=2), speech_input, detector, head, RecordingSpeaker()))
     results = []
     for start in range(0, question.size, CHUNK_SAMPLES):
         clock = session.samples_in

@@ -70,16 +70,32 @@ def test_a_batch_can_be_limited_below_max_batch():
 
 def test_chunks_and_tokens_share_a_batch_but_speech_packets_go_alone():
     scheduler = Scheduler(max_batch=4)
+    for sid in "abcd":
+        scheduler.open(sid)
+        scheduler.add_chunk(sid, CHUNK)
+    a, b, c, d = scheduler.next_batch()
+    scheduler.done(a, Kind.TOKEN)  # "a" now has answer work, "b" and "d" speech to make, "c" another chunk
+    scheduler.done(b, Kind.PACKET)
+    scheduler.done(c, None)
+    scheduler.done(d, Kind.PACKET)
+    scheduler.add_chunk("c", CHUNK)
+    assert [(i.session_id, i.kind) for i in scheduler.next_batch()] == [("c", Kind.ENCODE), ("a", Kind.TOKEN)]
+    assert [(i.session_id, i.kind) for i in scheduler.next_batch()] == [("b", Kind.PACKET)]
+    assert [(i.session_id, i.kind) for i in scheduler.next_batch()] == [("d", Kind.PACKET)]
+
+
+def test_input_chunks_go_before_other_users_answer_work():
+    scheduler = Scheduler(max_batch=1)
     for sid in "abc":
         scheduler.open(sid)
         scheduler.add_chunk(sid, CHUNK)
-    a, b, c = scheduler.next_batch()
-    scheduler.done(a, Kind.TOKEN)  # "a" now has answer work, "b" speech to make, "c" another chunk
-    scheduler.done(b, Kind.PACKET)
+    a, b, c = (scheduler.next_batch()[0] for _ in range(3))
+    scheduler.done(a, Kind.PACKET)  # "a" and "b" have waited longer, but with answer work only
+    scheduler.done(b, Kind.TOKEN)
     scheduler.done(c, None)
     scheduler.add_chunk("c", CHUNK)
-    assert [(i.session_id, i.kind) for i in scheduler.next_batch()] == [("a", Kind.TOKEN), ("c", Kind.ENCODE)]
-    assert [(i.session_id, i.kind) for i in scheduler.next_batch()] == [("b", Kind.PACKET)]
+    order = [batch[0][:2] for batch in run_all(scheduler)]
+    assert order == [("c", Kind.ENCODE), ("a", Kind.PACKET), ("b", Kind.TOKEN)]
 
 
 def test_answer_work_and_input_alternate_so_neither_starves():

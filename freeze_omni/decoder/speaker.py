@@ -31,6 +31,10 @@ class PacketConfig:
     # look-ahead (the flow's context), so 12 tokens give a first packet of ~0.15 s.
     first_tokens: int = 12
     tokens: int = 20  # codec tokens per later decode (~0.46 s)
+    # Return control every this many sampled tokens with an empty packet (0: only with audio). A
+    # server runs one step of a generator as one unit of work; 20 tokens and a codec decode are
+    # ~140 ms on one core, long enough to hold up other users' input chunks.
+    work_tokens: int = 0
 
 
 class DecoderSpeaker:
@@ -46,7 +50,8 @@ class DecoderSpeaker:
         self.on_first_token: Callable[[Phrase], None] | None = None
 
     def speak(self, phrase: Phrase) -> Iterator[np.ndarray]:
-        """PCM packets (float32 at the codec's rate) of one phrase, produced lazily."""
+        """PCM packets (float32 at the codec's rate) of one phrase, produced lazily; with
+        `packets.work_tokens`, empty packets in between mark work done with no audio ready yet."""
         hidden = phrase.hidden if self.use_prefix and phrase.hidden is not None and len(phrase.hidden) else None
         seed = self.sampling.seed + phrase.index
         stream = new_stream(seed)
@@ -65,20 +70,24 @@ class DecoderSpeaker:
                     pending = []
                     if len(pcm):
                         size = self.packets.tokens
+                    if len(pcm) or self.packets.work_tokens:
                         yield pcm
+                elif self.packets.work_tokens and len(pending) % self.packets.work_tokens == 0:
+                    yield np.zeros(0, np.float32)
         pcm, stream = stream_packet(self.codec, stream, pending, final=True)
         if len(pcm):
             yield pcm
 
 
 def speaker_for_inference(model: SpeechDecoder, codec: Codec, sampling: SamplingConfig = SamplingConfig(),
-                          use_prefix: bool = True, threads: int = 1, onnx: bool = True) -> DecoderSpeaker:
+                          use_prefix: bool = True, threads: int = 1, onnx: bool = True,
+                          packets: PacketConfig = PacketConfig()) -> DecoderSpeaker:
     """The speaker with its AR step on ONNX Runtime (`threads` intra-op threads), exported once
     per weights into the cache; on the torch module when `onnx` is off, the model is not on the
     CPU, or the export fails (`load_onnx_step` warns). The model must not change afterwards."""
     on_cpu = next(model.parameters()).device.type == "cpu"
     step = load_onnx_step(model.decoder, threads) if onnx and on_cpu else None
-    return DecoderSpeaker(model, codec, sampling, use_prefix=use_prefix, onnx_step=step)
+    return DecoderSpeaker(model, codec, sampling, packets, use_prefix, step)
 
 
 def speak_text(speaker: DecoderSpeaker, text: str) -> Iterator[np.ndarray]:

@@ -30,7 +30,9 @@ class Speaker(Protocol):
     sample_rate: int
 
     def speak(self, phrase: Phrase) -> Iterator[np.ndarray]:
-        """PCM packets (float32 mono at `sample_rate`) of one phrase, produced lazily."""
+        """PCM packets (float32 mono at `sample_rate`) of one phrase, produced lazily. An empty
+        packet is a slice of synthesis with no audio ready yet: the engine takes one packet per
+        unit of answer work, so slices keep each unit short."""
         ...
 
 

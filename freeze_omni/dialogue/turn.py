@@ -225,12 +225,11 @@ class TurnEngine:
             kv.crop(answer.start + kept)
             yield LLMCall(self.llm.embed_ids(self._assistant_end), kv)
         turn_start = kv.length
-        prefix = torch.cat([self.llm.embed_ids(self._user_start)[0].float(),
-                            self.speech_input.prompt.to(self.llm.device, torch.float32)])
-        yield LLMCall(prefix[None], kv)
+        lead = torch.cat([self.llm.embed_ids(self._user_start)[0].float(),
+                          self.speech_input.prompt.to(self.llm.device, torch.float32)])
         speech = self.speech_input.initial_cache(self.encoder_chunk, self.config.left_chunks, self.llm.device)
         return ListeningTurn(kv=kv, turn_start=turn_start, features=self.features.initial_state(), speech=speech,
-                             started_ms=onset_ms, cut=cut)
+                             started_ms=onset_ms, cut=cut, lead=lead[None])
 
     def _listen(self, s: Session, audio: np.ndarray, now: float) -> Work[list[Event]]:
         """Rules 3-5: encode and prefill the audio, then decide on the last position's hidden state."""
@@ -241,6 +240,8 @@ class TurnEngine:
             feats = torch.from_numpy(np.concatenate(chunks))[None].to(self.llm.device)
             embeds, turn.speech = self.speech_input.step(feats, turn.speech)
             if embeds.shape[1]:
+                if turn.lead is not None:
+                    embeds, turn.lead = torch.cat([turn.lead.to(embeds.dtype), embeds], 1), None
                 output = yield LLMCall(embeds, turn.kv)
                 state, probabilities = self.state_head.decide(output.last, self.config.answer_threshold)
                 decision = StateDecision(now, state, probabilities, barge_in=turn.cut is not None)
@@ -333,6 +334,8 @@ class TurnEngine:
         if packet is None:
             answer.speech = None
             answer.playout.complete_phrase()
+            return []
+        if not packet.size:  # a slice of synthesis with no audio ready yet (Speaker protocol)
             return []
         answer.playout.add_packet(packet, self.speaker.sample_rate, s.t_ms)
         return [AnswerAudio(s.t_ms, packet, self.speaker.sample_rate)]

@@ -6,13 +6,15 @@ replica is idle and reports back with `done()` / `failed()`. Three rules make it
 1. A session has at most one item in flight, so its chunks are handled strictly in the order they
    arrived and no two replicas ever touch the same session at once.
 2. Fairness: sessions with ready work wait in one round-robin line; a served session goes to the
-   back. Within a session, pending input comes first (listening must keep real time), but after
-   a chunk, waiting answer work gets one unit before the next chunk, so an answer always moves.
-3. A batch holds the next items of up to `max_batch` sessions, taken in line order among those
-   whose next item is of the same group as the first one's: input chunks and answer tokens mix
+   back. Input chunks of any session go before answer work: listening must keep real time, while
+   an answer has audio queued ahead of playback to ride out a short wait. Within a session,
+   pending input comes first too, but after a chunk, waiting answer work gets one unit before
+   the next chunk, so an answer always moves.
+3. A batch holds the next items of up to `max_batch` sessions, taken in line order (input chunks
+   first, rule 2) among those whose next item is of the same group as the first one's: input chunks and answer tokens mix
    (a replica runs their LLM work in shared forward passes, and a chunk and a token cost about
-   one pass over the weights together), while speech packets, which use no LLM and run one
-   after another, go in batches of their own so that no chunk waits for another user's speech.
+   one pass over the weights together), while a speech packet, which uses no LLM and would only
+   run after the others of its batch, goes alone: no chunk waits for another user's speech.
 
 A failed chunk is retried once (the runner has rewound the session first); a failed answer
 unit is not retried, since the rewind drops the answer it belonged to.
@@ -106,14 +108,18 @@ class Scheduler:
 
     # ---- replicas ---------------------------------------------------------------------------
     def next_batch(self, limit: int | None = None) -> list[WorkItem]:
-        """The next items of up to `max_batch` (and `limit`) sessions of one group (rule 3), the
-        first from the session that has waited longest; [] when nothing is ready. The sessions
-        become busy."""
+        """The next items of up to `max_batch` (and `limit`) sessions of one group (rule 3): input
+        chunks first, each kind from the session that has waited longest; [] when nothing is
+        ready. The sessions become busy."""
         if not self._line:
             return []
         size = self.max_batch if limit is None else max(1, min(limit, self.max_batch))
-        group = self._work[self._line[0]].next_kind().uses_llm
-        chosen = [sid for sid in self._line if self._work[sid].next_kind().uses_llm == group][:size]
+        kinds = {sid: self._work[sid].next_kind() for sid in self._line}
+        inputs = [sid for sid in self._line if kinds[sid] is Kind.ENCODE]
+        group = Kind.ENCODE.uses_llm if inputs else kinds[self._line[0]].uses_llm
+        size = size if group else 1
+        chosen = (inputs + [sid for sid in self._line
+                            if kinds[sid] is not Kind.ENCODE and kinds[sid].uses_llm == group])[:size]
         batch = []
         for sid in chosen:
             self._line.remove(sid)
