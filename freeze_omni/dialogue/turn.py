@@ -225,11 +225,11 @@ class TurnEngine:
             kv.crop(answer.start + kept)
             yield LLMCall(self.llm.embed_ids(self._assistant_end), kv)
         turn_start = kv.length
-        lead = torch.cat([self.llm.embed_ids(self._user_start)[0].float(),
-                          self.speech_input.prompt.to(self.llm.device, torch.float32)])
+        lead = torch.cat([self.llm.embed_ids(self._user_start).float(),
+                          self.speech_input.prompt.to(self.llm.device, torch.float32)[None]], 1)
         speech = self.speech_input.initial_cache(self.encoder_chunk, self.config.left_chunks, self.llm.device)
         return ListeningTurn(kv=kv, turn_start=turn_start, features=self.features.initial_state(), speech=speech,
-                             started_ms=onset_ms, cut=cut, lead=lead[None])
+                             started_ms=onset_ms, cut=cut, lead=lead)
 
     def _listen(self, s: Session, audio: np.ndarray, now: float) -> Work[list[Event]]:
         """Rules 3-5: encode and prefill the audio, then decide on the last position's hidden state."""

@@ -11,10 +11,11 @@ replica is idle and reports back with `done()` / `failed()`. Three rules make it
    pending input comes first too, but after a chunk, waiting answer work gets one unit before
    the next chunk, so an answer always moves.
 3. A batch holds the next items of up to `max_batch` sessions, taken in line order (input chunks
-   first, rule 2) among those whose next item is of the same group as the first one's: input chunks and answer tokens mix
-   (a replica runs their LLM work in shared forward passes, and a chunk and a token cost about
-   one pass over the weights together), while a speech packet, which uses no LLM and would only
-   run after the others of its batch, goes alone: no chunk waits for another user's speech.
+   first, rule 2) among those whose next item is of the same group as the first one's. Input
+   chunks and answer tokens mix (a replica runs their LLM work in shared forward passes, and a
+   chunk and a token cost about one pass over the weights together), while a speech packet,
+   which uses no LLM and would only run after the others of its batch, goes alone: no chunk
+   waits for another user's speech.
 
 A failed chunk is retried once (the runner has rewound the session first); a failed answer
 unit is not retried, since the rewind drops the answer it belonged to.
@@ -123,8 +124,7 @@ class Scheduler:
         batch = []
         for sid in chosen:
             self._line.remove(sid)
-            work = self._work[sid]
-            kind = work.next_kind()
+            work, kind = self._work[sid], kinds[sid]
             work.busy = True
             if kind is Kind.ENCODE:
                 batch.append(work.chunks.popleft())
