@@ -281,6 +281,32 @@ def test_tokens_run_ahead_once_enough_audio_is_queued(llm, speech_input, detecto
     assert runs == [("token", 4), ("speech", 6), ("token", 4), ("speech", 2), ("token", 5), ("speech", 10)]
 
 
+def test_audio_slack_counts_from_the_answer_start_then_from_the_queued_audio(llm, speech_input, detector, speech):
+    """What the server's scheduler orders answer work by: how long the user has gone without
+    answer audio (negative) or how much is queued ahead of the clock."""
+    head, speaker = StateHead(llm.hidden_size), RecordingSpeaker(audio=True)
+    engine = make_engine(llm, speech_input, detector, head, speaker,
+                         phrases=PhraseRule(min_tokens=2, max_tokens=2, first_words=0))
+    session = engine.new_session("user")
+    policy = AnswerAfterSpeech(head)
+    audio = conversation(silence(1.0), speech["q1"], silence(1.0))
+    start = 0
+    while session.answer is None:  # no answer work: stop once the answer starts
+        assert engine.audio_slack_ms(session) is None
+        policy(engine.accept_audio(session, audio[start:start + CHUNK_SAMPLES]))
+        start += CHUNK_SAMPLES
+    assert engine.audio_slack_ms(session) == 0.0
+    policy(engine.accept_audio(session, audio[start:start + CHUNK_SAMPLES]))  # a chunk passes with no answer work
+    assert engine.audio_slack_ms(session) == -160.0
+    while not of_type(engine.step_answer(session, 1), AnswerAudio):
+        assert engine.audio_slack_ms(session) == -160.0
+    assert engine.audio_slack_ms(session) == TOKEN_MS  # one packet queued, from the clock on
+    engine.step_answer(session, 1)
+    assert engine.audio_slack_ms(session) == 2 * TOKEN_MS
+    engine.step_answer(session, 10_000)
+    assert session.answer is not None and engine.audio_slack_ms(session) is None  # all produced, still playing
+
+
 @torch.no_grad()
 def test_the_answer_knows_where_speech_ended_even_before_the_vad_end_event(llm, speech_input, detector, speech):
     audio = conversation(silence(1.0), speech["q1"], silence(1.5))

@@ -98,6 +98,23 @@ def test_input_chunks_go_before_other_users_answer_work():
     assert order == [("c", Kind.ENCODE), ("a", Kind.PACKET), ("b", Kind.TOKEN)]
 
 
+def test_answer_work_goes_earliest_due_first_and_equal_dues_keep_line_order():
+    scheduler = Scheduler(max_batch=2)
+    for sid in "abcde":
+        scheduler.open(sid)
+        scheduler.add_chunk(sid, CHUNK)
+    items = {item.session_id: item for _ in range(3) for item in scheduler.next_batch()}
+    scheduler.done(items["a"], Kind.PACKET, due=12.0)  # speaking, its audio lasts until t = 12 s
+    scheduler.done(items["b"], Kind.TOKEN, due=11.0)
+    scheduler.done(items["c"], Kind.TOKEN, due=10.0)  # waiting longest for audio
+    scheduler.done(items["d"], Kind.TOKEN, due=11.0)
+    scheduler.done(items["e"], None)
+    scheduler.add_chunk("e", CHUNK)
+    order = [[(sid, kind) for sid, kind, _ in batch] for batch in run_all(scheduler)]
+    assert order == [[("e", Kind.ENCODE), ("c", Kind.TOKEN)], [("b", Kind.TOKEN), ("d", Kind.TOKEN)],
+                     [("a", Kind.PACKET)]]
+
+
 def test_answer_work_and_input_alternate_so_neither_starves():
     scheduler = Scheduler(max_batch=1)
     scheduler.open("a")

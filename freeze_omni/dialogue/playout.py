@@ -101,6 +101,11 @@ class Playout:
         return max((p.end_ms for p in self.phrases), default=float("-inf"))
 
     @property
+    def audio_end_ms(self) -> float:
+        """When the last audio packet finishes playing (-inf before any; shown text does not count)."""
+        return max((p.packets[-1].end_ms for p in self.phrases if p.packets), default=float("-inf"))
+
+    @property
     def complete(self) -> bool:
         return all(p.complete for p in self.phrases)
 

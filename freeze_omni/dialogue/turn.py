@@ -321,6 +321,15 @@ class TurnEngine:
             return "speech"
         return "token"  # not produced and no speech ready: generation is still going
 
+    def audio_slack_ms(self, session: Session) -> float | None:
+        """How far the answer's queued audio reaches beyond the session clock; negative: how long
+        the answer has been without audio (since it started, or since its audio ran out). None
+        when there is no answer work. A server serves the least slack first."""
+        if self.next_answer_unit(session) is None:
+            return None
+        answer = session.answer
+        return max(answer.playout.audio_end_ms, answer.started_ms) - session.t_ms
+
     def _start_phrase(self, s: Session, answer: Answer) -> list[Event]:
         """The next phrase goes to the speaker; its text is shown now, as its audio starts."""
         phrase = answer.ready.popleft()

@@ -12,6 +12,7 @@ and the error is returned for that item alone; the other items of the batch stil
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -32,6 +33,7 @@ class Result:
     error: BaseException | None = None
     answer: Kind | None = None  # the session's next unit of answer work
     finished: float = 0.0  # clock time the item finished
+    due: float = math.inf  # clock time the answer's queued audio runs out (inf: no answer work)
 
 
 def answer_work(engine: TurnEngine, session: Session) -> Kind | None:
@@ -64,7 +66,10 @@ class Replica:
                 rewind(session, checkpoint, self.engine.detector)
                 results.append(Result(item, error=outcome, finished=finished))
             else:
-                results.append(Result(item, outcome, answer=answer_work(self.engine, session), finished=finished))
+                slack = self.engine.audio_slack_ms(session)
+                due = math.inf if slack is None else finished + slack / 1000.0
+                results.append(Result(item, outcome, answer=answer_work(self.engine, session), finished=finished,
+                                      due=due))
         return results
 
 

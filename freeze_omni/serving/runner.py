@@ -191,7 +191,7 @@ class ModelServer:
                 connection.send(error_message("internal", f"the server failed on {what} ({type(result.error).__name__}); "
                                               "the conversation goes on from the last finished exchange"))
             return
-        self.scheduler.done(item, result.answer)
+        self.scheduler.done(item, result.answer, result.due)
         if connection is None:
             return
         if item.kind is Kind.ENCODE:

@@ -7,11 +7,15 @@ replica is idle and reports back with `done()` / `failed()`. Three rules make it
    arrived and no two replicas ever touch the same session at once.
 2. Fairness: sessions with ready work wait in one round-robin line; a served session goes to the
    back. Input chunks of any session go before answer work: listening must keep real time, while
-   an answer has audio queued ahead of playback to ride out a short wait. Within a session,
+   an answer has audio queued ahead of playback to ride out a short wait. Answer work goes
+   earliest due first: an answer is due when the audio queued for its user runs out, or, before
+   it has any, when it started. So a user waiting for the first words of an answer goes before
+   one whose answer is a second ahead of playback; equal dues keep line order. Within a session,
    pending input comes first too, but after a chunk, waiting answer work gets one unit before
    the next chunk, so an answer always moves.
-3. A batch holds the next items of up to `max_batch` sessions, taken in line order (input chunks
-   first, rule 2) among those whose next item is of the same group as the first one's. Input
+3. A batch holds the next items of up to `max_batch` sessions, taken in the order of rule 2
+   (input chunks in line order, then answer work by due) among those whose next item is of the
+   same group as the first one's. Input
    chunks and answer tokens mix (a replica runs their LLM work in shared forward passes, and a
    chunk and a token cost about one pass over the weights together), while a speech packet,
    which uses no LLM and would only run after the others of its batch, goes alone: no chunk
@@ -23,6 +27,7 @@ unit is not retried, since the rewind drops the answer it belonged to.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
@@ -60,6 +65,7 @@ class QueueFull(FreezeOmniError):
 class _SessionWork:
     chunks: deque[WorkItem] = field(default_factory=deque)
     answer: Kind | None = None  # the session's next unit of answer work, if any
+    due: float = math.inf  # clock time the answer's queued audio runs out (rule 2)
     busy: bool = False  # an item of this session is in flight
     after_chunk: bool = False  # the last item run was a chunk (answer work goes next if waiting)
     next_seq: int = 0
@@ -110,17 +116,18 @@ class Scheduler:
     # ---- replicas ---------------------------------------------------------------------------
     def next_batch(self, limit: int | None = None) -> list[WorkItem]:
         """The next items of up to `max_batch` (and `limit`) sessions of one group (rule 3): input
-        chunks first, each kind from the session that has waited longest; [] when nothing is
-        ready. The sessions become busy."""
+        chunks first, from the sessions that have waited longest, then answer work, earliest due
+        first; [] when nothing is ready. The sessions become busy."""
         if not self._line:
             return []
         size = self.max_batch if limit is None else max(1, min(limit, self.max_batch))
         kinds = {sid: self._work[sid].next_kind() for sid in self._line}
         inputs = [sid for sid in self._line if kinds[sid] is Kind.ENCODE]
-        group = Kind.ENCODE.uses_llm if inputs else kinds[self._line[0]].uses_llm
+        answers = sorted((sid for sid in self._line if kinds[sid] is not Kind.ENCODE),
+                         key=lambda sid: self._work[sid].due)
+        group = Kind.ENCODE.uses_llm if inputs else kinds[answers[0]].uses_llm
         size = size if group else 1
-        chosen = (inputs + [sid for sid in self._line
-                            if kinds[sid] is not Kind.ENCODE and kinds[sid].uses_llm == group])[:size]
+        chosen = (inputs + [sid for sid in answers if kinds[sid].uses_llm == group])[:size]
         batch = []
         for sid in chosen:
             self._line.remove(sid)
@@ -134,13 +141,14 @@ class Scheduler:
                 work.after_chunk = False
         return batch
 
-    def done(self, item: WorkItem, answer: Kind | None) -> None:
-        """`item` finished; `answer` is the session's next unit of answer work (None: nothing to do)."""
+    def done(self, item: WorkItem, answer: Kind | None, due: float = math.inf) -> None:
+        """`item` finished; `answer` is the session's next unit of answer work (None: nothing to do),
+        `due` the clock time its user's queued answer audio runs out (rule 2)."""
         work = self._work.get(item.session_id)
         if work is None:  # closed while the item ran
             return
         work.busy = False
-        work.answer = answer
+        work.answer, work.due = answer, due
         self._ready(item.session_id)
 
     def failed(self, item: WorkItem, answer: Kind | None) -> bool:
