@@ -96,13 +96,15 @@ def test_path_and_samples_give_the_same_transcript(corpus):
         transcribe(np.zeros(16000, dtype=np.int16))
 
 
-def test_limit_and_markdown_report(corpus, tmp_path, capsys):
+def test_limit_spreads_over_the_manifest_and_markdown_report(corpus, tmp_path, capsys):
     md = tmp_path / "report.md"
-    assert main(["eval", "reference-asr", "--manifest", str(corpus[0]), "--limit", "1", "--report", str(md)]) == 0
+    assert main(["eval", "reference-asr", "--manifest", str(corpus[0]), "--limit", "2", "--report", str(md)]) == 0
     out = capsys.readouterr().out
-    assert "n: 1" in out.splitlines()
+    assert "n: 2" in out.splitlines()
+    names = [f"espeak{k}.wav" for k in range(len(ESPEAK))] + [f"piper{k}.wav" for k in range(len(PIPER))]
     text = md.read_text()
-    assert "| wer |" in text and "espeak0.wav" in text and "piper0.wav" not in text
+    assert "| wer |" in text and names[0] in text and names[len(names) // 2] in text  # not the first two
+    assert names[1] not in text
 
 
 @pytest.mark.parametrize(("content", "message"), [

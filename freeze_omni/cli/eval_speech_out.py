@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from freeze_omni.cli import add_leaf
+from freeze_omni.cli import add_leaf, positive_int
 from freeze_omni.eval.report import add_report_arguments, emit
 
 
@@ -26,10 +26,11 @@ def run(args: argparse.Namespace) -> int:
     from freeze_omni.codec.model import Codec
     from freeze_omni.decoder.onnx_step import load_onnx_step
     from freeze_omni.decoder.weights import DEFAULT_DECODER_PATH, load_decoder
+    from freeze_omni.eval.manifest import evenly_spaced
     from freeze_omni.eval.speech_out import evaluate_speech_out, read_texts
 
     torch.set_num_threads(args.threads)
-    texts = read_texts(args.texts)[: args.limit or None]
+    texts = evenly_spaced(read_texts(args.texts), args.limit)
     model = load_decoder(args.decoder or DEFAULT_DECODER_PATH)
     codec = Codec.load(args.codec) if args.codec else Codec.load()
     onnx_step = load_onnx_step(model.decoder, args.threads) if args.step == "onnx" else None
@@ -50,7 +51,7 @@ def register(commands) -> None:
     sub = add_leaf(commands, "speech-out", "intelligibility of the system's own speech per top-k", run)
     sub.add_argument("--texts", type=Path, required=True, help="plain text, one sentence a line")
     sub.add_argument("--top-k", type=parse_top_k, default=[1, 2, 3, 5], help="comma-separated (default 1,2,3,5)")
-    sub.add_argument("--limit", type=int, default=0, help="only the first N texts")
+    sub.add_argument("--limit", type=positive_int, metavar="N", help="N texts spread evenly over the file")
     sub.add_argument("--no-prefix", action="store_true", help="skip the LLM and the prefix decoder")
     sub.add_argument("--no-floors", action="store_true", help="skip the source and codec-resynthesis WER")
     sub.add_argument("--decoder", type=Path, help="decoder weights (default: the default model's)")

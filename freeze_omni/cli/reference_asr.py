@@ -18,7 +18,7 @@ def register(commands) -> None:
     )
     sub.add_argument("--manifest", type=Path, required=True, metavar="M.jsonl",
                      help='JSONL, one {"audio": path, "text": reference} a line')
-    sub.add_argument("--limit", type=positive_int, metavar="N", help="only the first N utterances")
+    sub.add_argument("--limit", type=positive_int, metavar="N", help="N utterances spread evenly over the manifest")
     sub.add_argument("--threads", type=positive_int, metavar="T", help="CPU threads (default: all)")
     add_report_arguments(sub)
 

@@ -17,13 +17,13 @@ from freeze_omni.audio import SAMPLE_RATE
 from freeze_omni.audio.io import read_audio
 from freeze_omni.errors import AudioError, FreezeOmniError
 from freeze_omni.eval import reference_asr
-from freeze_omni.eval.manifest import read_speech_manifest
+from freeze_omni.eval.manifest import evenly_spaced, read_speech_manifest
 from freeze_omni.eval.metrics import error_rates
 
 
 def evaluate_manifest(manifest: str | Path, limit: int | None = None, threads: int | None = None) -> dict[str, Any]:
     """Transcribe every utterance of a speech manifest and score it (the REPORTS.md keys)."""
-    items = read_speech_manifest(manifest, limit)
+    items = evenly_spaced(read_speech_manifest(manifest), limit)
     reference_asr.load_model(threads)  # outside the timed loop: rtf is steady-state decoding
     hypotheses: list[str] = []
     audio_s = asr_s = 0.0
