@@ -54,6 +54,6 @@ def test_targets_close_the_quote_and_hypotheses_end_there(tiny_corpus):
     settings = EncoderLLMSettings(corpus=str(tiny_corpus), answer_lead='You said: "', answer_close='"')
     module = EncoderLLMStage(settings, llm=llm).module
     lead = llm.tokenizer.encode('You said: "', add_special_tokens=False)
-    assert module.suffix_ids.tolist()[-len(lead):] == lead
+    assert module.form.suffix_ids.tolist()[-len(lead):] == lead
     ids = module.target_ids("hello there")
-    assert ids[-1] == module.end_id and llm.tokenizer.decode(ids[:-1]) == 'hello there"'
+    assert ids[-1] == module.form.end_id and llm.tokenizer.decode(ids[:-1]) == 'hello there"'

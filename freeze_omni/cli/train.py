@@ -20,6 +20,8 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "train" / "configs"
 # stage name -> (help, module with <Name>Stage and <Name>Settings, class prefix)
 STAGES = {
     "encoder-ctc": ("input stage 1: streaming encoder with CTC", "freeze_omni.train.stages.encoder_ctc", "EncoderCTC"),
+    "copy-prompt": ("input stage 2a: prompt embeddings that make the frozen LLM copy, from text",
+                    "freeze_omni.train.stages.copy_prompt", "CopyPrompt"),
     "encoder-llm": ("input stage 2: encoder + adapter into the frozen LLM", "freeze_omni.train.stages.encoder_llm",
                     "EncoderLLM"),
     "encoder-qa": ("input stage 3: spoken dialogue self-distillation + state head",

@@ -28,11 +28,11 @@ from freeze_omni.eval.metrics import error_rates
 from freeze_omni.llm import FrozenLLM
 from freeze_omni.speech_input import SpeechInput
 from freeze_omni.train.embedding_ctc import embedding_ctc_loss
-from freeze_omni.train.sequences import next_token_loss, pack_rows
+from freeze_omni.train.sequences import next_token_loss
+from freeze_omni.train.stages.copy_prompt import CopyPromptSettings, trained_prompt
 from freeze_omni.train.stages.encoder_ctc import build_encoder, chunk_frames_160ms
 from freeze_omni.train.stages.speech import BatchSpec, ChunkedSpeechData, SpeechDataSettings
-
-ASR_INSTRUCTION = "Write down exactly what the user says, word for word."
+from freeze_omni.train.transcript_form import ASR_INSTRUCTION, TranscriptForm
 
 
 @dataclass
@@ -49,6 +49,7 @@ class EncoderLLMSettings(SpeechDataSettings):
     train_encoder: bool = True
     encoder_lr_scale: float = 1.0     # the encoder's learning rate relative to the adapter's
     embedding_ctc_weight: float = 0.0  # weight of the CTC loss against the LLM's input embeddings
+    prompt_init: str = ""             # last.pt of copy-prompt (same LLM, instruction, lead, close); "" = random
 
 
 class EncoderLLMModel(nn.Module):
@@ -57,30 +58,18 @@ class EncoderLLMModel(nn.Module):
         super().__init__()
         self.speech_input = speech_input
         self.llm = llm
+        self.form = TranscriptForm(llm, instruction, answer_lead, answer_close)
         self.embedding_ctc_weight = embedding_ctc_weight
         self.lr_scales = {"speech_input.encoder.": encoder_lr_scale}  # read by the training loop
-        template, tokenizer = llm.template, llm.tokenizer
-        self.register_buffer("prefix_ids", torch.tensor(template.system(tokenizer, instruction) + template.user_start),
-                             persistent=False)
-        lead = tokenizer.encode(answer_lead, add_special_tokens=False) if answer_lead else []
-        self.register_buffer("suffix_ids", torch.tensor(template.user_end_assistant_start + lead), persistent=False)
-        self.end_id = (template.assistant_end or [tokenizer.eos_token_id])[0]
-        self.answer_close = answer_close
 
     def target_ids(self, transcript: str) -> list[int]:
-        """What the LLM should write after the lead: the transcript, the closing text, the end."""
-        return self.llm.tokenizer.encode(transcript + self.answer_close, add_special_tokens=False) + [self.end_id]
-
-    def prefix(self) -> torch.Tensor:
-        """[p, hidden] float32: template up to the user turn, then the trainable prompt embeddings."""
-        return torch.cat([self.llm.embed(self.prefix_ids[None])[0].float(), self.speech_input.prompt])
+        return self.form.target_ids(self.llm, transcript)
 
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor, targets: list[torch.Tensor],
                 chunk_size: int, left_chunks: int):
         embeds, embed_lengths = self.speech_input(feats, lengths, chunk_size, left_chunks)
         speech = [embeds[i, : int(n)] for i, n in enumerate(embed_lengths)]
-        suffix = self.llm.embed(self.suffix_ids[None])[0].float()
-        packed = pack_rows(self.prefix(), speech, suffix, targets, self.llm.embed)
+        packed = self.form.rows(self.llm, self.speech_input.prompt, speech, targets)
         hidden = self.llm(packed.embeds, packed.attention_mask.to(feats.device))
         loss, accuracy = next_token_loss(hidden, packed.labels.to(feats.device), self.llm.logits)
         metrics = {"token_accuracy": accuracy}
@@ -94,14 +83,8 @@ class EncoderLLMModel(nn.Module):
     def transcribe(self, feats: torch.Tensor, lengths: torch.Tensor, chunk_size: int, left_chunks: int,
                    max_tokens: int = 80) -> list[str]:
         embeds, embed_lengths = self.speech_input(feats, lengths, chunk_size, left_chunks)
-        suffix = self.llm.embed(self.suffix_ids[None])[0].float()
-        texts = []
-        for i, n in enumerate(embed_lengths.tolist()):
-            row = torch.cat([self.prefix(), embeds[i, :n], suffix])[None]
-            tokens = [t for t, _ in self.llm.generate_from_embeds(row, self.llm.new_cache(), max_new_tokens=max_tokens)]
-            text = self.llm.tokenizer.decode([t for t in tokens if t not in self.llm.stop_ids])
-            texts.append((text.split(self.answer_close)[0] if self.answer_close else text).strip())
-        return texts
+        return [self.form.read(self.llm, self.speech_input.prompt, embeds[i, :n], max_tokens)
+                for i, n in enumerate(embed_lengths.tolist())]
 
 
 def load_speech_input(settings: EncoderLLMSettings, llm: FrozenLLM) -> SpeechInput:
@@ -121,7 +104,16 @@ def load_speech_input(settings: EncoderLLMSettings, llm: FrozenLLM) -> SpeechInp
 
 def build_model(settings: EncoderLLMSettings, llm: FrozenLLM | None = None) -> EncoderLLMModel:
     llm = llm or FrozenLLM.load(settings.llm or None, dtype=getattr(torch, settings.llm_dtype))
-    return EncoderLLMModel(load_speech_input(settings, llm), llm, settings.instruction, settings.answer_lead,
+    speech_input = load_speech_input(settings, llm)
+    if settings.prompt_init:
+        form = CopyPromptSettings(llm=settings.llm, instruction=settings.instruction, answer_lead=settings.answer_lead,
+                                  answer_close=settings.answer_close)
+        prompt = trained_prompt(settings.prompt_init, form)
+        if prompt.shape != speech_input.prompt.shape:
+            raise FreezeOmniError(f"{settings.prompt_init}: prompt of shape {tuple(prompt.shape)}, this stage has "
+                                  f"{tuple(speech_input.prompt.shape)} (prompt_length)")
+        speech_input.prompt.data.copy_(prompt)
+    return EncoderLLMModel(speech_input, llm, settings.instruction, settings.answer_lead,
                            settings.answer_close, settings.embedding_ctc_weight, settings.encoder_lr_scale)
 
 
