@@ -114,6 +114,20 @@ def test_bench_serve_reports_the_keys_and_every_user_gets_its_own_answer(tiny_bu
     assert result["max_realtime_users"] in (0, 3) and result["levels"][0]["errors"] == {}
 
 
+def test_the_single_user_level_asks_every_question_alone(tiny_bundle, capsys):
+    code = main(["bench", "serve", "--model", str(tiny_bundle), "--users", "2", "--replicas", "1", "--tail", "2",
+                 "--json"])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    alone, together = result["levels"]
+    assert (alone["users"], alone["expected_answers"], alone["answered"]) == (1, 2, 2)
+    assert (together["users"], together["expected_answers"], together["answered"]) == (2, 2, 2)
+    assert alone["first_packet_ms"]["p95"] > alone["first_packet_ms"]["p50"]  # two answers, not one
+    assert "chunk_samples_ms" not in alone
+    assert result["first_packet_vs_single_user"] == pytest.approx(
+        together["first_packet_ms"]["p50"] / alone["first_packet_ms"]["p50"])
+
+
 def test_answers_agree_only_with_their_own_reference():
     answered = [{"type": "answer_started"}, {"type": "answer_text", "text": "Paris is"},
                 {"type": "interrupted"}, {"type": "answer_started"}, {"type": "answer_text", "text": "no"}]

@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from freeze_omni.serving import load_replicas
-    from freeze_omni.serving.loadtest import levels, reference_answer, run_level, spoken_questions
+    from freeze_omni.serving.loadtest import levels, reference_answer, run_alone, run_level, spoken_questions
 
     torch.set_num_threads(args.threads)
     replicas = load_replicas(args.model, args.replicas, args.temperature)
@@ -35,7 +35,10 @@ def run(args: argparse.Namespace) -> int:
     references = [reference_answer(engine, questions[i % len(questions)], i, args.tail) for i in range(args.users)]
     results = []
     for users in ([args.users] if args.no_sweep else levels(args.users)):
-        level = asyncio.run(run_level(replicas, questions, references, users, args.tail))
+        if users == 1:  # every question of the top level, each alone: what the top level is compared with
+            level = asyncio.run(run_alone(replicas, questions, references, args.users, args.tail))
+        else:
+            level = asyncio.run(run_level(replicas, questions, references, users, args.tail))
         print(f"{users} users: chunk p95 {level.chunk_latency_ms['p95']:.1f} ms, first packet p50 "
               f"{_ms(level.first_packet_ms['p50'])}, answered {level.answered}/{level.expected_answers}, "
               f"cross-talk {level.cross_talk}",
@@ -68,7 +71,8 @@ def register(commands) -> None:
     bench.add_argument("--threads", type=int, default=1, help="torch threads (each replica runs in its own thread)")
     bench.add_argument("--tail", type=float, default=6.0, help="seconds of silence a user waits for its answer")
     bench.add_argument("--no-sweep", action="store_true",
-                       help="only run --users (default: also 1, 2, 4, ... users, for max_realtime_users)")
+                       help="only run --users (default: also 1, 2, 4, ... users, for max_realtime_users; "
+                            "the 1-user level asks each of the --users questions alone in turn)")
     bench.add_argument("--temperature", type=float, default=0.0,
                        help="answer sampling temperature (0: greedy); user i samples with seed i")
     add_report_arguments(bench)

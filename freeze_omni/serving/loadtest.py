@@ -7,7 +7,10 @@ of the other: a barge-in may cut either short). Anything else counts as cross-ta
 
 Per-chunk latency is the server's own figure (chunk arrival to handled); first-packet latency is
 client-side: from sending the chunk on which the server decided to answer to the first answer
-output arriving (audio when the model speaks, else the first answer text).
+output arriving (audio when the model speaks, else the first answer text). How long the first
+output takes depends on the question (the first phrase of its answer), so the single-user
+figure that loaded levels are compared with asks the same questions, each alone in turn
+(`run_alone`), not only the first one.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -118,36 +121,60 @@ class LevelResult:
     realtime: bool  # p95 chunk latency within one chunk and nobody fell behind
     errors: dict[str, int]
     disagreements: list[dict[str, str | int]]  # per cross-talk case: user, its reference, what it got
+    chunk_samples_ms: list[float] = field(default_factory=list, repr=False)
+    first_packet_samples_ms: list[float] = field(default_factory=list, repr=False)
 
     def as_dict(self) -> dict:
-        return dict(vars(self))
+        return {k: v for k, v in vars(self).items() if not k.endswith("_samples_ms")}
 
 
 async def run_level(replicas: list[Replica], questions: list[np.ndarray], references: list[str], users: int,
-                    tail_s: float) -> LevelResult:
+                    tail_s: float, first_user: int = 0) -> LevelResult:
+    """Users first_user .. first_user + users - 1 talk at once; user i asks question i with seed i."""
     server = ModelServer(replicas, ServerLimits(max_users=users))
+    ids = range(first_user, first_user + users)
     async with serving(create_app(server)) as url:
         url = url.replace("http", "ws", 1) + "/ws"
 
         async def user(i: int) -> Conversation:
-            await asyncio.sleep(i * REALTIME_MS / 1000 / users)  # users do not start in lockstep
+            await asyncio.sleep((i - first_user) * REALTIME_MS / 1000 / users)  # users do not start in lockstep
             async with await DialogueClient.connect(url, seed=i) as client:
                 return await client.converse(questions[i % len(questions)], realtime=True, tail_s=tail_s,
                                              timeout_s=tail_s + 30)
 
-        records = await asyncio.gather(*(user(i) for i in range(users)))
-    answers = [first_answer(r.events()) for r in records]
+        records = await asyncio.gather(*(user(i) for i in ids))
+    answers = {i: first_answer(r.events()) for i, r in zip(ids, records)}
     disagreements = [{"user": i, "reference": references[i], "got": got}
-                     for i, got in enumerate(answers) if got and not agrees(got, references[i])]
+                     for i, got in answers.items() if got and not agrees(got, references[i])]
     errors: dict[str, int] = {}
     for record in records:
         for error in record.events("error"):
             errors[error["code"]] = errors.get(error["code"], 0) + 1
-    latency = percentiles(list(server.metrics.chunk_latency_ms.recent))
+    chunks = list(server.metrics.chunk_latency_ms.recent)
     packets = [ms for ms in map(first_packet_ms, records) if ms is not None]
+    return _level(users, chunks, packets, len(disagreements), sum(1 for a in answers.values() if a),
+                  sum(1 for i in ids if references[i]), errors, disagreements)
+
+
+async def run_alone(replicas: list[Replica], questions: list[np.ndarray], references: list[str], users: int,
+                    tail_s: float) -> LevelResult:
+    """The single-user level: users 0 .. users - 1 each alone on the server, one after another."""
+    runs = [await run_level(replicas, questions, references, 1, tail_s, first_user=i) for i in range(users)]
+    errors: dict[str, int] = {}
+    for run in runs:
+        for code, n in run.errors.items():
+            errors[code] = errors.get(code, 0) + n
+    return _level(1, [ms for r in runs for ms in r.chunk_samples_ms], [ms for r in runs for ms in r.first_packet_samples_ms],
+                  sum(r.cross_talk for r in runs), sum(r.answered for r in runs), sum(r.expected_answers for r in runs),
+                  errors, [d for r in runs for d in r.disagreements])
+
+
+def _level(users: int, chunks: list[float], packets: list[float], cross_talk: int, answered: int, expected: int,
+           errors: dict[str, int], disagreements: list[dict[str, str | int]]) -> LevelResult:
+    latency = percentiles(chunks)
     realtime = latency["p95"] is not None and latency["p95"] <= REALTIME_MS and "too_far_behind" not in errors
-    return LevelResult(users, latency, percentiles(packets), len(disagreements), sum(1 for a in answers if a),
-                       sum(1 for r in references[:users] if r), realtime, errors, disagreements)
+    return LevelResult(users, latency, percentiles(packets), cross_talk, answered, expected, realtime, errors,
+                       disagreements, chunks, packets)
 
 
 def levels(users: int) -> list[int]:
