@@ -164,9 +164,10 @@ async def run_alone(replicas: list[Replica], questions: list[np.ndarray], refere
     for run in runs:
         for code, n in run.errors.items():
             errors[code] = errors.get(code, 0) + n
-    return _level(1, [ms for r in runs for ms in r.chunk_samples_ms], [ms for r in runs for ms in r.first_packet_samples_ms],
-                  sum(r.cross_talk for r in runs), sum(r.answered for r in runs), sum(r.expected_answers for r in runs),
-                  errors, [d for r in runs for d in r.disagreements])
+    return _level(1, [ms for r in runs for ms in r.chunk_samples_ms],
+                  [ms for r in runs for ms in r.first_packet_samples_ms], sum(r.cross_talk for r in runs),
+                  sum(r.answered for r in runs), sum(r.expected_answers for r in runs), errors,
+                  [d for r in runs for d in r.disagreements])
 
 
 def _level(users: int, chunks: list[float], packets: list[float], cross_talk: int, answered: int, expected: int,
