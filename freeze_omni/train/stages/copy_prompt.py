@@ -38,7 +38,7 @@ class CopyPromptSettings(StageSettings):
     answer_lead: str = ""
     answer_close: str = ""
     prompt_length: int = 4
-    texts_file: str = ""         # one text a line, split into train / dev by `text_split`; "" = the corpus text mix
+    texts_file: str = ""         # one text a line (as `data synth --texts`), split by `text_split`; "" = the corpus mix
     batch_texts: int = 16
     blank_frames: int = 0        # zero vectors after each token of the copied text
     eval_texts: int = 40
@@ -80,15 +80,12 @@ class CopyPromptModel(nn.Module):
         return self.form.read(self.llm, self.prompt, self.heard(ids))
 
 
-def read_texts(settings: CopyPromptSettings) -> list[str]:
-    if not settings.texts_file:
-        from freeze_omni.data.texts import default_texts
+def copy_texts(settings: CopyPromptSettings) -> list[str]:
+    """The texts file read and normalised as the corpus builder reads one, else the corpus mix."""
+    from freeze_omni.data.texts import default_texts, read_text_files
 
-        return [item.text for item in default_texts(settings.seed)]
-    path = Path(settings.texts_file)
-    if not path.is_file():
-        raise FreezeOmniError(f"{path}: no such texts file")
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    items = read_text_files([Path(settings.texts_file)]) if settings.texts_file else default_texts(settings.seed)
+    return [item.text for item in items]
 
 
 class CopyPromptStage:
@@ -97,7 +94,7 @@ class CopyPromptStage:
         form = TranscriptForm(llm, settings.instruction, settings.answer_lead, settings.answer_close)
         self.module = CopyPromptModel(llm, form, settings.prompt_length, settings.blank_frames, settings.seed)
         self.settings = settings
-        texts = read_texts(settings)
+        texts = copy_texts(settings)
         self.train_texts = [t for t in texts if text_split(t) == "train"]
         self.dev_texts = evenly_spaced([t for t in texts if text_split(t) == "dev"], settings.eval_texts)
         if len(self.train_texts) < settings.batch_texts or not self.dev_texts:
