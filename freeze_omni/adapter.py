@@ -5,7 +5,14 @@ from-scratch encoder's 25 frames/s one) followed by a linear map to the LLM's hi
 always comes from the backbone's config. With `output_norm`, each embedding is RMS-normalised and
 scaled by a learnt gain that starts at the RMS of the LLM's own token embeddings: the frozen LLM
 then reads speech at the magnitude its embeddings have from the first step, instead of frames
-several times larger that dominate its residual stream. Output t of a convolution reads inputs 2t - k + 2 ..
+several times larger that dominate its residual stream.
+
+With `vocabulary` > 0 the linear map is replaced by a token readout (`TokenReadout`): a CTC layer
+over that many of the LLM's own tokens plus a blank, whose posteriors weight the LLM's input
+embeddings of those tokens. The LLM then reads what it reads for typed text (a token's own
+embedding where the token was heard, a learnt blank vector between tokens), which a copy prompt
+trained on text alone already makes it repeat; speech mapped to free vectors by the next-token
+loss alone did not get there on this CPU's budget. Output t of a convolution reads inputs 2t - k + 2 ..
 2t + 1, so it is complete as soon as the second frame of its pair arrives: a 160 ms encoder chunk
 gives exactly two embeddings with nothing held back. `step` carries the input frames later
 windows still need (`AdapterCache`) and equals `forward` for any split.
@@ -33,15 +40,18 @@ class AdapterConfig:
     layers: int = 1  # stride-2 convolutions: the rate drops by 2 ** layers
     kernel_size: int = 5
     output_norm: bool = False  # RMS-normalise the output (see the module docstring)
+    vocabulary: int = 0  # > 0: a token readout over this many LLM tokens instead of the linear map
 
     @classmethod
-    def for_encoder(cls, encoder: EncoderConfig, llm_hidden_size: int, output_norm: bool = False) -> "AdapterConfig":
+    def for_encoder(cls, encoder: EncoderConfig, llm_hidden_size: int, output_norm: bool = False,
+                    vocabulary: int = 0) -> "AdapterConfig":
         """Enough halvings to bring the encoder's frame rate down to `LLM_RATE`."""
         ratio = FEATURE_RATE / encoder.subsampling / LLM_RATE
         layers = round(ratio).bit_length() - 1
         if 2 ** layers != ratio:
             raise ValueError(f"encoder rate {FEATURE_RATE / encoder.subsampling} Hz is not a power-of-two multiple of {LLM_RATE} Hz")
-        return cls(input_dim=encoder.dim, output_dim=llm_hidden_size, layers=layers, output_norm=output_norm)
+        return cls(input_dim=encoder.dim, output_dim=llm_hidden_size, layers=layers, output_norm=output_norm,
+                   vocabulary=vocabulary)
 
 
 @dataclass
@@ -55,6 +65,63 @@ class AdapterCache:
 class AdapterOutput:
     embeds: torch.Tensor  # [b, t, output_dim]
     lengths: torch.Tensor  # [b]
+    log_probs: torch.Tensor | None = None  # [b, t, vocabulary + 1], blank first: the token readout's CTC output
+
+
+class TokenReadout(nn.Module):
+    """Frames -> CTC posteriors over `token_ids` (LLM ids) and a blank -> the LLM's embeddings of them.
+
+    `token_ids` is part of the weights; the embedding rows are the frozen LLM's and are attached at
+    load time (`attach`), never saved, and gathered again whenever `token_ids` is loaded or set.
+    """
+
+    def __init__(self, input_dim: int, output_dim: int, vocabulary: int) -> None:
+        super().__init__()
+        self.logits = nn.Linear(input_dim, vocabulary + 1)
+        self.blank = nn.Parameter(torch.zeros(output_dim))
+        self.register_buffer("token_ids", torch.zeros(vocabulary, dtype=torch.long))
+        self.register_buffer("rows", torch.zeros(vocabulary, output_dim), persistent=False)
+        self.table: torch.Tensor | None = None  # the LLM's, not this module's: neither saved nor moved
+        self.register_load_state_dict_post_hook(lambda module, _: module._gather())
+
+    def set_vocabulary(self, token_ids: list[int]) -> None:
+        if len(token_ids) != self.token_ids.numel():
+            raise ValueError(f"{len(token_ids)} token ids for a readout over {self.token_ids.numel()}")
+        limit = self.table.shape[0] if self.table is not None else float("inf")
+        if any(not 0 <= i < limit for i in token_ids):
+            raise ValueError(f"token ids must lie in [0, {limit}) (the LLM's vocabulary)")
+        self.token_ids.copy_(torch.tensor(token_ids))
+        self._gather()
+
+    def attach(self, embedding: torch.Tensor) -> None:
+        """Read the rows of `token_ids` from the LLM's input embedding table [llm_vocab, output_dim]."""
+        if embedding.shape[1] != self.rows.shape[1]:
+            raise ValueError(f"embedding width {embedding.shape[1]}, readout width {self.rows.shape[1]}")
+        self.table = embedding.detach()
+        self._gather()
+
+    def _gather(self) -> None:
+        if self.table is None:
+            return
+        if int(self.token_ids.max()) >= self.table.shape[0]:
+            raise ValueError(f"token id {int(self.token_ids.max())} is outside the LLM's {self.table.shape[0]} tokens")
+        self.rows = self.table[self.token_ids.to(self.table.device)].float().to(self.rows.device)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """[b, t, input_dim] -> embeddings [b, t, output_dim] and log-posteriors [b, t, vocabulary + 1]."""
+        if self.table is None:
+            raise RuntimeError("token readout has no LLM embeddings: call attach() with the LLM's table first")
+        log_probs = self.logits(x).float().log_softmax(-1)
+        probs = log_probs.exp()
+        return probs[..., 1:] @ self.rows + probs[..., :1] * self.blank, log_probs
+
+    def greedy_ids(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
+        """[b, t, vocabulary + 1] -> the LLM ids of each row's best path (repeats merged, blanks dropped)."""
+        rows = []
+        for path, n in zip(log_probs.argmax(-1).tolist(), lengths.tolist()):
+            path = path[:n]
+            rows.append([int(self.token_ids[c - 1]) for i, c in enumerate(path) if c and (i == 0 or c != path[i - 1])])
+        return rows
 
 
 class Adapter(nn.Module):
@@ -64,7 +131,10 @@ class Adapter(nn.Module):
         self.convs = nn.ModuleList(
             CausalConv1d(config.input_dim, config.input_dim, config.kernel_size, stride=2, left_pad=config.kernel_size - 2)
             for _ in range(config.layers))
-        self.proj = nn.Linear(config.input_dim, config.output_dim)
+        if config.vocabulary and config.output_norm:
+            raise ValueError("a token readout emits the LLM's own embeddings: it takes no output norm")
+        self.readout = TokenReadout(config.input_dim, config.output_dim, config.vocabulary) if config.vocabulary else None
+        self.proj = None if config.vocabulary else nn.Linear(config.input_dim, config.output_dim)
         self.norm = nn.RMSNorm(config.output_dim) if config.output_norm else None
 
     def match_embedding_scale(self, embedding: torch.Tensor) -> None:
@@ -74,10 +144,13 @@ class Adapter(nn.Module):
         with torch.no_grad():
             self.norm.weight.fill_(float(embedding.float().pow(2).mean().sqrt()))
 
-    def _project(self, x: torch.Tensor) -> torch.Tensor:
-        """[b, input_dim, t] convolution output -> [b, t, output_dim] embeddings."""
-        out = self.proj(x.transpose(1, 2))
-        return self.norm(out) if self.norm is not None else out
+    def _project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """[b, input_dim, t] convolution output -> [b, t, output_dim] embeddings (and the readout's log-posteriors)."""
+        x = x.transpose(1, 2)
+        if self.readout is not None:
+            return self.readout(x)
+        out = self.proj(x)
+        return (self.norm(out) if self.norm is not None else out), None
 
     def forward(self, frames: torch.Tensor, lengths: torch.Tensor) -> AdapterOutput:
         """frames [b, t, input_dim] (padded), lengths [b] -> embeddings [b, t / 2 ** layers, output_dim]."""
@@ -85,7 +158,8 @@ class Adapter(nn.Module):
         for conv in self.convs:
             x = F.gelu(conv.causal(x))
             lengths = lengths // 2
-        return AdapterOutput(self._project(x), lengths)
+        embeds, log_probs = self._project(x)
+        return AdapterOutput(embeds, lengths, log_probs)
 
     def initial_cache(self, batch: int = 1, device: torch.device | str = "cpu",
                       dtype: torch.dtype = torch.float32) -> AdapterCache:
@@ -99,4 +173,4 @@ class Adapter(nn.Module):
             x, carry = conv.step(x, carry)
             x = F.gelu(x)
             carries.append(carry)
-        return self._project(x), AdapterCache(carries)
+        return self._project(x)[0], AdapterCache(carries)

@@ -44,6 +44,7 @@ class ModelSpec:
     encoder: dict
     prompt_length: int
     adapter_norm: bool = False  # see `AdapterConfig.output_norm`
+    adapter_vocabulary: int = 0  # see `AdapterConfig.vocabulary` (a token readout)
     llm: str = ""  # HF directory or .gguf; "" = the default backbone
     llm_dtype: str = "bfloat16"
     llm_weights: str = ""  # "int8": weight-only int8 matmuls at inference (`llm/int8.py`); "" = as loaded
@@ -81,8 +82,9 @@ def save_model(model_dir: Path, speech_input: SpeechInput, state_head: StateHead
     if llm_weights not in LLM_WEIGHTS:
         raise ValueError(f"llm_weights must be one of {sorted(LLM_WEIGHTS)}, not {llm_weights!r}")
     model_dir.mkdir(parents=True, exist_ok=True)
+    adapter = speech_input.adapter.config
     spec = ModelSpec(asdict(speech_input.encoder.config), speech_input.prompt.shape[0],
-                     speech_input.adapter.config.output_norm, llm_source, llm_weights=llm_weights,
+                     adapter.output_norm, adapter.vocabulary, llm_source, llm_weights=llm_weights,
                      system_prompt=system_prompt, answer_threshold=answer_threshold)
     save_fp16(model_dir / "encoder.safetensors", speech_input.encoder.state_dict())
     adapter = {f"adapter.{k}": v for k, v in speech_input.adapter.state_dict().items()}
@@ -119,12 +121,13 @@ def load_model(model_dir: Path, device: torch.device | str = "cpu", llm: FrozenL
         if spec.llm_weights == "int8":
             llm.quantize_int8()
     speech_input = SpeechInput(SpeechEncoder(EncoderConfig(**spec.encoder)), llm.hidden_size, spec.prompt_length,
-                               spec.adapter_norm)
+                               spec.adapter_norm, spec.adapter_vocabulary)
     speech_input.encoder.load_state_dict(_load(model_dir / "encoder.safetensors"))
     adapter = _load(model_dir / "adapter.safetensors")
     speech_input.adapter.load_state_dict({k.removeprefix("adapter."): v for k, v in adapter.items() if k != "prompt"})
     with torch.no_grad():
         speech_input.prompt.copy_(adapter["prompt"])
+    speech_input.attach_llm(llm.model.embed.weight)
     state_head = StateHead(llm.hidden_size)
     state_head.load_state_dict(_load(model_dir / "state_head.safetensors"))
     return LoadedModel(spec, speech_input.to(device).eval(), llm, state_head.to(device).eval(),

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from freeze_omni.adapter import Adapter, AdapterCache, AdapterConfig
+from freeze_omni.adapter import Adapter, AdapterCache, AdapterConfig, AdapterOutput
 from freeze_omni.encoder import EncoderCache, SpeechEncoder
 
 
@@ -24,19 +24,28 @@ class SpeechInputCache:
 
 class SpeechInput(nn.Module):
     def __init__(self, encoder: SpeechEncoder, llm_hidden_size: int, prompt_length: int = 4,
-                 adapter_norm: bool = False) -> None:
+                 adapter_norm: bool = False, vocabulary: int = 0) -> None:
         super().__init__()
         self.encoder = encoder
-        self.adapter = Adapter(AdapterConfig.for_encoder(encoder.config, llm_hidden_size, adapter_norm))
+        self.adapter = Adapter(AdapterConfig.for_encoder(encoder.config, llm_hidden_size, adapter_norm, vocabulary))
         # Placed right after the user-turn start, before the speech: they tell the frozen LLM that
         # what follows is speech (the published system's trainable special tokens).
         self.prompt = nn.Parameter(torch.randn(prompt_length, llm_hidden_size) * 0.02)
 
+    def attach_llm(self, embedding: torch.Tensor) -> None:
+        """Give a token readout (adapter `vocabulary` > 0) the frozen LLM's input embedding table."""
+        if self.adapter.readout is not None:
+            self.adapter.readout.attach(embedding)
+
+    def adapt(self, feats: torch.Tensor, lengths: torch.Tensor, chunk_size: int, left_chunks: int) -> AdapterOutput:
+        """feats [b, t, n_mels], lengths [b] -> the adapter's output under the chunk mask."""
+        frames = self.encoder(feats, lengths, chunk_size, left_chunks)
+        return self.adapter(frames.frames, frames.lengths)
+
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor, chunk_size: int,
                 left_chunks: int) -> tuple[torch.Tensor, torch.Tensor]:
         """feats [b, t, n_mels], lengths [b] -> embeddings [b, n, hidden] and valid lengths [b]."""
-        frames = self.encoder(feats, lengths, chunk_size, left_chunks)
-        out = self.adapter(frames.frames, frames.lengths)
+        out = self.adapt(feats, lengths, chunk_size, left_chunks)
         return out.embeds, out.lengths
 
     def initial_cache(self, chunk_size: int, left_chunks: int, device: torch.device | str = "cpu") -> SpeechInputCache:

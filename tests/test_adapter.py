@@ -68,3 +68,60 @@ def test_output_norm_starts_at_the_llm_embedding_scale():
     assert torch.allclose(rms, embedding.pow(2).mean().sqrt().expand_as(rms), rtol=1e-3)
     with pytest.raises(ValueError, match="no output norm"):
         _adapter(1).match_embedding_scale(embedding)
+
+
+def _token_adapter(seed: int = 0, vocabulary: int = 5, layers: int = 2) -> tuple[Adapter, torch.Tensor]:
+    torch.manual_seed(seed)
+    adapter = Adapter(AdapterConfig(input_dim=24, output_dim=40, layers=layers, vocabulary=vocabulary)).eval()
+    table = torch.randn(50, 40)  # the "LLM's" input embeddings
+    adapter.readout.set_vocabulary(list(range(3, 3 + 2 * vocabulary, 2)))
+    adapter.readout.attach(table)
+    with torch.no_grad():
+        adapter.readout.blank.normal_()
+    return adapter, table
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_token_readout_steps_equal_forward_and_mix_the_llms_own_rows(seed):
+    adapter, table = _token_adapter(seed)
+    rng = random.Random(seed)
+    frames = torch.randn(1, 61, 24)
+    with torch.no_grad():
+        full = adapter(frames, torch.tensor([61]))
+        cache, outs, i = adapter.initial_cache(), [], 0
+        while i < 61:
+            n = rng.randint(0, 9)
+            out, cache = adapter.step(frames[:, i:i + n], cache)
+            outs.append(out)
+            i += n
+    assert (torch.cat(outs, 1) - full.embeds).abs().max() < 1e-5
+    probs = full.log_probs.exp()
+    assert full.log_probs.shape == (1, 15, 6) and torch.allclose(probs.sum(-1), torch.ones(1, 15))
+    expected = probs[..., 1:] @ table[3:13:2] + probs[..., :1] * adapter.readout.blank
+    assert torch.allclose(full.embeds, expected, atol=1e-5)
+
+
+def test_token_readout_greedy_path_merges_repeats_and_maps_to_llm_ids():
+    adapter, _ = _token_adapter()
+    path = torch.tensor([[0, 2, 2, 0, 2, 5, 5, 1, 0]])  # classes; 0 is the blank
+    log_probs = torch.nn.functional.one_hot(path, 6).float().log()
+    assert adapter.readout.greedy_ids(log_probs, torch.tensor([9])) == [[5, 5, 11, 3]]
+    assert adapter.readout.greedy_ids(log_probs, torch.tensor([4])) == [[5]]
+
+
+def test_token_readout_needs_the_llm_and_follows_loaded_vocabularies():
+    torch.manual_seed(0)
+    bare = Adapter(AdapterConfig(input_dim=24, output_dim=40, layers=1, vocabulary=5))
+    with pytest.raises(RuntimeError, match="attach"):
+        bare(torch.randn(1, 8, 24), torch.tensor([8]))
+    adapter, table = _token_adapter()
+    other, _ = _token_adapter(seed=1)
+    other.readout.set_vocabulary([40, 41, 42, 43, 44])
+    adapter.load_state_dict(other.state_dict())  # rows follow the loaded ids, not the old ones
+    assert torch.equal(adapter.readout.rows, table[40:45])
+    assert "adapter.readout.rows" not in {f"adapter.{k}" for k in adapter.state_dict()}
+    with pytest.raises(ValueError, match="LLM's vocabulary"):
+        adapter.readout.set_vocabulary([1, 2, 3, 4, 99])
+    assert adapter.readout.token_ids.tolist() == [40, 41, 42, 43, 44]  # refused ids change nothing
+    with pytest.raises(ValueError, match="output norm"):
+        Adapter(AdapterConfig(input_dim=24, output_dim=40, vocabulary=5, output_norm=True))

@@ -15,6 +15,7 @@ from freeze_omni.audio.vad import SpeechDetector
 from freeze_omni.bundle import has_speech_out, load_model, load_speaker, missing_parts, save_model
 from freeze_omni.cli import main
 from freeze_omni.dialogue import TurnEngine
+from freeze_omni.encoder import UNLIMITED
 from freeze_omni.dialogue.replay import replay
 from freeze_omni.codec.model import Codec
 from freeze_omni.errors import FreezeOmniError, ModelNotFoundError
@@ -54,6 +55,21 @@ def test_bundle_keeps_the_adapter_output_norm(tmp_path, speech_input, llm):
     loaded = load_model(tmp_path, llm=llm)
     assert loaded.spec.adapter_norm and loaded.speech_input.adapter.norm is not None
     torch.testing.assert_close(loaded.speech_input.adapter.norm.weight, normed.adapter.norm.weight.half().float())
+
+
+def test_bundle_keeps_a_token_readout_and_reattaches_the_llm(tmp_path, speech_input, llm):
+    tokens = SpeechInput(speech_input.encoder, llm.hidden_size, speech_input.prompt.shape[0], vocabulary=6)
+    tokens.adapter.readout.set_vocabulary([2, 3, 5, 7, 11, 13])
+    tokens.attach_llm(llm.model.embed.weight)
+    save_model(tmp_path, tokens, forced_head(llm, ANSWER))
+    loaded = load_model(tmp_path, llm=llm)
+    readout = loaded.speech_input.adapter.readout
+    assert loaded.spec.adapter_vocabulary == 6 and readout.token_ids.tolist() == [2, 3, 5, 7, 11, 13]
+    assert torch.equal(readout.rows, llm.model.embed.weight[readout.token_ids].float())
+    feats, lengths = torch.randn(1, 32, 80), torch.tensor([32])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.speech_input(feats, lengths, 8, UNLIMITED)[0],
+                                   tokens.eval().half().float()(feats, lengths, 8, UNLIMITED)[0])
 
 
 def test_bundle_loads_its_llm_with_int8_weights_when_it_says_so(tmp_path, monkeypatch, speech_input):

@@ -18,11 +18,12 @@ def test_speed_report_times_whole_chunks_after_the_context():
     assert 0 < speed.encoder_ms and 0 < speed.adapter_ms and speed.step_ms_per_chunk <= speed.step_ms_per_chunk_p95
 
 
-def test_bench_command_prints_one_json_object(capsys):
+@pytest.mark.parametrize("vocabulary", [0, 30])
+def test_bench_command_prints_one_json_object(capsys, vocabulary):
     parser = CommandParser(prog="freeze-omni bench")
     bench_encoder.register(parser.add_subparsers(dest="what", parser_class=CommandParser))
     args = parser.parse_args(["encoder", "--encoder", "scratch", "--llm-hidden-size", "48", "--context", "0.5",
-                              "--repeats", "3", "--json"])
+                              "--repeats", "3", "--vocabulary", str(vocabulary), "--json"])
     threads = torch.get_num_threads()
     try:
         assert args.run(args) == 0
@@ -30,4 +31,12 @@ def test_bench_command_prints_one_json_object(capsys):
         torch.set_num_threads(threads)
     result = json.loads(capsys.readouterr().out)
     assert (result["encoder"], result["llm_hidden_size"], result["chunk_size"], result["threads"]) == ("scratch", 48, 4, 1)
-    assert result["step_ms_per_chunk"] > 0 and 0 < result["rtf"] < 1
+    assert result["vocabulary"] == vocabulary and result["step_ms_per_chunk"] > 0 and 0 < result["rtf"] < 1
+
+
+def test_bench_command_refuses_a_negative_vocabulary(capsys):
+    parser = CommandParser(prog="freeze-omni bench")
+    bench_encoder.register(parser.add_subparsers(dest="what", parser_class=CommandParser))
+    with pytest.raises(SystemExit):
+        parser.parse_args(["encoder", "--vocabulary", "-3"])
+    assert "expected an integer >= 0" in capsys.readouterr().err

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from conftest import tiny_hf_model
+from freeze_omni.encoder import UNLIMITED
 from freeze_omni.errors import FreezeOmniError
 from freeze_omni.llm import FrozenLLM
 from freeze_omni.train.config import TrainConfig
@@ -43,10 +44,40 @@ def test_stage_trains_the_speech_side_and_never_the_llm(tiny_corpus, tmp_path):
 
     # stage 3 starts from this checkpoint only with the same adapter
     with pytest.raises(FreezeOmniError, match="adapter_norm"):
-        encoder_qa.load_speech_input(encoder_qa.EncoderQASettings(speech_checkpoint=str(tmp_path / "last.pt")), llm.hidden_size)
+        encoder_qa.load_speech_input(encoder_qa.EncoderQASettings(speech_checkpoint=str(tmp_path / "last.pt")), llm)
     same = encoder_qa.load_speech_input(encoder_qa.EncoderQASettings(speech_checkpoint=str(tmp_path / "last.pt"),
-                                                                     adapter_norm=True), llm.hidden_size)
+                                                                     adapter_norm=True), llm)
     assert torch.equal(same.adapter.norm.weight, speech_input.adapter.norm.weight)
+
+
+def test_token_readout_learns_by_ctc_alone_and_its_vocabulary_travels_with_it(tiny_corpus, tmp_path):
+    llm = FrozenLLM.from_hf_model(*tiny_hf_model("qwen2"))
+    llm_before = {k: v.clone() for k, v in llm.state_dict().items()}
+    settings = EncoderLLMSettings(corpus=str(tiny_corpus), max_batch_seconds=3.0, eval_utterances=2,
+                                  adapter_tokens=True, llm_loss_weight=0.0, answer_lead='You said: "', answer_close='"')
+    stage = EncoderLLMStage(settings, llm=llm)
+    readout = stage.module.speech_input.adapter.readout
+    spoken = {i for u in stage.train_set for i in llm.tokenizer.encode(u.text, add_special_tokens=False)}
+    assert readout.token_ids.tolist() == sorted(spoken)
+    assert torch.equal(readout.rows, llm.model.embed.weight[readout.token_ids].float())
+    logits_before = readout.logits.weight.detach().clone()
+    config = TrainConfig(out_dir=str(tmp_path), max_steps=2, eval_every=2, checkpoint_every=2, threads=2,
+                         learning_rate=1e-3, warmup_steps=1, log_every=1)
+    result = train(stage, config)
+    assert set(result["eval"]) == {"wer_160ms", "cer_160ms", "token_ctc_wer_160ms"}
+    records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines() if '"loss"' in line]
+    assert records and all(math.isfinite(r["token_ctc"]) and "token_accuracy" not in r for r in records)  # no LLM pass
+    assert not torch.equal(readout.logits.weight, logits_before)
+    for name, value in llm.state_dict().items():
+        assert torch.equal(value, llm_before[name]), name
+
+    # stage 3 rebuilds the same readout from the checkpoint alone
+    same = encoder_qa.load_speech_input(encoder_qa.EncoderQASettings(speech_checkpoint=str(tmp_path / "last.pt")), llm)
+    assert torch.equal(same.adapter.readout.token_ids, readout.token_ids)
+    feats, lengths = torch.randn(1, 64, 80), torch.tensor([64])
+    with torch.no_grad():
+        assert torch.allclose(same.eval()(feats, lengths, 8, UNLIMITED)[0],
+                              stage.module.speech_input.eval()(feats, lengths, 8, UNLIMITED)[0])
 
 
 def test_targets_close_the_quote_and_hypotheses_end_there(tiny_corpus):

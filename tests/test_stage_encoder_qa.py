@@ -57,3 +57,18 @@ def test_stage_trains_speech_side_and_state_head_never_the_llm(tiny_corpus, tmp_
     assert any(k.startswith("state_head.") for k in checkpoint) and not any(k.startswith("llm.") for k in checkpoint)
     # the frozen encoder is in it too: the checkpoint alone rebuilds the model
     assert {f"speech_input.encoder.{k}" for k in encoder_before} <= set(checkpoint)
+
+
+def test_with_the_speech_side_kept_only_the_state_head_learns(tiny_corpus, tmp_path):
+    llm = FrozenLLM.from_hf_model(*tiny_hf_model("qwen2"))
+    settings = EncoderQASettings(corpus=str(tiny_corpus), answers_dir=str(tmp_path / "answers"), max_answer_tokens=5,
+                                 conversations_per_batch=2, eval_turns=2, ignore_share=0.5, train_adapter=False)
+    stage = EncoderQAStage(settings, llm=llm)
+    speech_before = {k: v.clone() for k, v in stage.module.speech_input.state_dict().items()}
+    head_before = stage.module.state_head.proj.weight.detach().clone()
+    config = TrainConfig(out_dir=str(tmp_path / "run"), max_steps=2, eval_every=0, checkpoint_every=2, threads=1,
+                         learning_rate=1e-2, warmup_steps=1, log_every=1)
+    assert train(stage, config)["finished"]
+    assert not torch.equal(stage.module.state_head.proj.weight, head_before)
+    for name, value in stage.module.speech_input.state_dict().items():
+        assert torch.equal(value, speech_before[name]), name

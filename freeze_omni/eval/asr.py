@@ -55,8 +55,9 @@ def load_recognizer(checkpoint: str | Path, mode: str) -> Recognizer:
         from freeze_omni.train.stages.encoder_ctc import chunk_frames_160ms
         from freeze_omni.train.stages.encoder_llm import EncoderLLMSettings, build_model
 
-        settings = EncoderLLMSettings.from_dict({**stage_settings, "encoder_checkpoint": ""})
-        model = build_model(settings)
+        settings = EncoderLLMSettings.from_dict({**stage_settings, "encoder_checkpoint": "", "prompt_init": ""})
+        token_ids = state.get("speech_input.adapter.readout.token_ids")
+        model = build_model(settings, vocabulary=None if token_ids is None else token_ids.tolist())
     missing, unexpected = model.load_state_dict(state, strict=False)
     if unexpected or any(not k.startswith("llm.") for k in missing):
         raise FreezeOmniError(f"{path} does not match its own config (missing {missing[:3]}, unexpected {unexpected[:3]})")

@@ -4,9 +4,13 @@ A small LLM does not reliably repeat a message even after `You said: "`: from it
 embeddings of 40 held-out sentences, SmolLM2-135M repeated 2 exactly. Stage 2 then asks the
 speech side to become something the LLM copies while the LLM does not copy yet. This stage
 trains only the prompt embeddings, on the rows stage 2 uses (`TranscriptForm`), with a text's own
-token embeddings where the speech will be, optionally each followed by `blank_frames` zero vectors
-(speech comes at ~12.5 embeddings per second, text at ~3 tokens). Stage 2 starts from its prompt
-(`encoder-llm` setting `prompt_init`). No speech and no encoder: a step costs one LLM pass.
+token embeddings where the speech will be. With `blank_frames` N, the tokens come as a token
+readout (adapter.py) hears them: speech runs at ~12.5 embeddings per second and text at ~3 tokens,
+so each token is followed by 0..N blank vectors (drawn per token), the text by N..2N more
+(silence after speech) and preceded by 0..N. The blank vector is zeros, or with `learn_blank` a
+vector learnt with the prompt: with 3 zero vectors after every token the prompt reached only
+12/40 exact copies, so what a blank looks like is left to the LLM. Stage 2 starts from the prompt
+and blank (`encoder-llm` setting `prompt_init`). No speech and no encoder: a step costs one LLM pass.
 Evaluation: exact copies and WER of the greedy transcripts of held-out (dev split) texts.
 """
 
@@ -40,7 +44,8 @@ class CopyPromptSettings(StageSettings):
     prompt_length: int = 4
     texts_file: str = ""         # one text a line (as `data synth --texts`), split by `text_split`; "" = the corpus mix
     batch_texts: int = 16
-    blank_frames: int = 0        # zero vectors after each token of the copied text
+    blank_frames: int = 0        # up to this many blank vectors after each token of the copied text
+    learn_blank: bool = False    # learn the blank vector (else zeros)
     eval_texts: int = 40
     seed: int = 0
 
@@ -49,35 +54,49 @@ class CopyPromptSettings(StageSettings):
         return (self.llm, self.instruction, self.answer_lead, self.answer_close)
 
 
+def blank_gaps(n_tokens: int, blank_frames: int, generator: torch.Generator) -> torch.Tensor:
+    """[n_tokens + 2] blank counts: before the text, after each token, then the silence after it."""
+    gaps = torch.randint(0, blank_frames + 1, (n_tokens + 2,), generator=generator)
+    gaps[-1] += blank_frames
+    return gaps
+
+
 class CopyPromptModel(nn.Module):
-    def __init__(self, llm: FrozenLLM, form: TranscriptForm, prompt_length: int, blank_frames: int = 0,
+    def __init__(self, llm: FrozenLLM, form: TranscriptForm, prompt_length: int, learn_blank: bool = False,
                  seed: int = 0) -> None:
         super().__init__()
-        self.llm, self.form, self.blank_frames = llm, form, blank_frames
+        self.llm, self.form = llm, form
         # start from real token embeddings, which lie where the LLM expects its input
         table = llm.model.embed.weight
         picks = torch.randint(0, table.shape[0], (prompt_length,), generator=torch.Generator().manual_seed(seed))
         self.prompt = nn.Parameter(table[picks].detach().float().clone())
+        self.blank = nn.Parameter(torch.zeros(table.shape[1])) if learn_blank else None
 
-    def heard(self, ids: torch.Tensor) -> torch.Tensor:
-        """[n] token ids -> [n * (1 + blank_frames), hidden]: the span the LLM is to copy from."""
+    def heard(self, ids: torch.Tensor, gaps: torch.Tensor) -> torch.Tensor:
+        """[n] token ids and [n + 2] blank counts (`blank_gaps`) -> the span the LLM is to copy from."""
         embeds = self.llm.embed(ids[None])[0].float()
-        if not self.blank_frames:
-            return embeds
-        blanks = embeds.new_zeros(embeds.shape[0], self.blank_frames, embeds.shape[1])
-        return torch.cat([embeds[:, None], blanks], 1).flatten(0, 1)
+        blank = self.blank if self.blank is not None else embeds.new_zeros(embeds.shape[1])
+        rows = torch.cat([embeds, blank[None]])
+        n = ids.numel()
+        index = [n] * int(gaps[0])
+        for i in range(n):
+            index += [i] + [n] * int(gaps[i + 1])
+        index += [n] * int(gaps[n + 1])
+        return rows[torch.tensor(index, device=rows.device)]
 
-    def forward(self, heard_ids: list[torch.Tensor], targets: list[torch.Tensor]):
-        packed = self.form.rows(self.llm, self.prompt, [self.heard(ids) for ids in heard_ids], targets)
+    def forward(self, heard_ids: list[torch.Tensor], gaps: list[torch.Tensor], targets: list[torch.Tensor]):
+        heard = [self.heard(ids, g) for ids, g in zip(heard_ids, gaps)]
+        packed = self.form.rows(self.llm, self.prompt, heard, targets)
         device = self.prompt.device
         hidden = self.llm(packed.embeds, packed.attention_mask.to(device))
         loss, accuracy = next_token_loss(hidden, packed.labels.to(device), self.llm.logits)
         return loss, {"token_accuracy": accuracy}
 
-    def copy(self, text: str) -> str:
-        """What the LLM writes back for `text` (greedy)."""
+    def copy(self, text: str, gaps: torch.Tensor | None = None) -> str:
+        """What the LLM writes back for `text` (greedy), heard with `gaps` blanks (default none)."""
         ids = torch.tensor(self.llm.tokenizer.encode(text, add_special_tokens=False), device=self.prompt.device)
-        return self.form.read(self.llm, self.prompt, self.heard(ids))
+        gaps = torch.zeros(ids.numel() + 2, dtype=torch.long) if gaps is None else gaps
+        return self.form.read(self.llm, self.prompt, self.heard(ids, gaps))
 
 
 def copy_texts(settings: CopyPromptSettings) -> list[str]:
@@ -92,7 +111,7 @@ class CopyPromptStage:
     def __init__(self, settings: CopyPromptSettings, llm: FrozenLLM | None = None) -> None:
         llm = llm or FrozenLLM.load(settings.llm or None, dtype=getattr(torch, settings.llm_dtype))
         form = TranscriptForm(llm, settings.instruction, settings.answer_lead, settings.answer_close)
-        self.module = CopyPromptModel(llm, form, settings.prompt_length, settings.blank_frames, settings.seed)
+        self.module = CopyPromptModel(llm, form, settings.prompt_length, settings.learn_blank, settings.seed)
         self.settings = settings
         texts = copy_texts(settings)
         self.train_texts = [t for t in texts if text_split(t) == "train"]
@@ -110,19 +129,26 @@ class CopyPromptStage:
     def load(self, spec: list[int], device: torch.device) -> dict[str, Any]:
         llm, form = self.module.llm, self.module.form
         texts = [self.train_texts[i] for i in spec]
-        return {"heard_ids": [torch.tensor(llm.tokenizer.encode(t, add_special_tokens=False), device=device)
-                              for t in texts],
+        ids = [llm.tokenizer.encode(t, add_special_tokens=False) for t in texts]
+        generator = torch.Generator().manual_seed(hash(tuple(spec)) % 2 ** 31)
+        return {"heard_ids": [torch.tensor(i, device=device) for i in ids],
+                "gaps": [blank_gaps(len(i), self.settings.blank_frames, generator) for i in ids],
                 "targets": [torch.tensor(form.target_ids(llm, t), device=device) for t in texts]}
 
+    def dev_gaps(self, text: str, index: int) -> torch.Tensor:
+        """The blanks a held-out text is heard with: the same at every evaluation."""
+        n = len(self.module.llm.tokenizer.encode(text, add_special_tokens=False))
+        return blank_gaps(n, self.settings.blank_frames, torch.Generator().manual_seed(index))
+
     def evaluate(self, module: CopyPromptModel) -> dict[str, float]:
-        copies = [module.copy(text) for text in self.dev_texts]
+        copies = [module.copy(text, self.dev_gaps(text, i)) for i, text in enumerate(self.dev_texts)]
         exact = sum(c == t for c, t in zip(copies, self.dev_texts)) / len(self.dev_texts)
         return {"exact": exact, "wer": error_rates(self.dev_texts, copies).wer}
 
 
-def trained_prompt(path: str | Path, expected: CopyPromptSettings) -> torch.Tensor:
-    """The prompt of a copy-prompt checkpoint, refused unless it was trained for the same LLM,
-    instruction, lead and closing text as `expected` (stage 2's)."""
+def trained_prompt(path: str | Path, expected: CopyPromptSettings) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The prompt and learnt blank (None if zeros) of a copy-prompt checkpoint, refused unless it was
+    trained for the same LLM, instruction, lead and closing text as `expected` (stage 2's)."""
     path = Path(path)
     if not path.is_file():
         raise FreezeOmniError(f"{path}: no such copy-prompt checkpoint (run `freeze-omni train copy-prompt` first)")
@@ -131,4 +157,4 @@ def trained_prompt(path: str | Path, expected: CopyPromptSettings) -> torch.Tens
     if trained.form_key() != expected.form_key():
         raise FreezeOmniError(f"{path}: the prompt was trained for (llm, instruction, lead, close) = "
                               f"{trained.form_key()}, not {expected.form_key()}")
-    return checkpoint["model"]["prompt"]
+    return checkpoint["model"]["prompt"], checkpoint["model"].get("blank")

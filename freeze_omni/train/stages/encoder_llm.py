@@ -9,7 +9,13 @@ form, so the speech only has to become something the LLM can copy from. The
 LLM never changes; the encoder (from stage 1), the adapter and the prompt embeddings learn. An
 optional CTC loss against the LLM's own input embeddings (`embedding_ctc.py`) gives the adapter a
 direct signal while the LLM still writes from its prior.
-Evaluation: WER of the transcripts the LLM writes from 160 ms streaming chunks.
+
+With `adapter_tokens`, the adapter ends in a token readout (adapter.py) over the LLM tokens of the
+training transcripts, trained by CTC on the transcript's own LLM tokens (`token_ctc_weight`); the
+next-token loss through the LLM may then be weighted down or left out (`llm_loss_weight` 0: no
+LLM pass in training, about three times cheaper a step).
+Evaluation: WER of the transcripts the LLM writes from 160 ms streaming chunks (and, with a token
+readout, of its greedy CTC path).
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from freeze_omni.eval.metrics import error_rates
 from freeze_omni.llm import FrozenLLM
 from freeze_omni.speech_input import SpeechInput
 from freeze_omni.train.embedding_ctc import embedding_ctc_loss
+from freeze_omni.train.data import read_utterances
 from freeze_omni.train.sequences import next_token_loss
 from freeze_omni.train.stages.copy_prompt import CopyPromptSettings, trained_prompt
 from freeze_omni.train.stages.encoder_ctc import build_encoder, chunk_frames_160ms
@@ -49,35 +56,64 @@ class EncoderLLMSettings(SpeechDataSettings):
     train_encoder: bool = True
     encoder_lr_scale: float = 1.0     # the encoder's learning rate relative to the adapter's
     embedding_ctc_weight: float = 0.0  # weight of the CTC loss against the LLM's input embeddings
-    prompt_init: str = ""             # last.pt of copy-prompt (same LLM, instruction, lead, close); "" = random
+    prompt_init: str = ""             # last.pt of copy-prompt (same LLM, instruction, lead, close); "" = random.
+                                      # Its learnt blank, if any, becomes the token readout's.
+    adapter_tokens: bool = False      # token readout over the LLM tokens of the training transcripts (adapter.py)
+    token_ctc_weight: float = 1.0     # weight of the token readout's CTC loss
+    llm_loss_weight: float = 1.0      # weight of the next-token loss (0: no LLM pass in training)
+
+
+def transcript_vocabulary(llm: FrozenLLM, transcripts: list[str]) -> list[int]:
+    """The LLM ids that tokenizing `transcripts` uses, ascending: what a token readout can emit."""
+    return sorted({i for text in transcripts for i in llm.tokenizer.encode(text, add_special_tokens=False)})
 
 
 class EncoderLLMModel(nn.Module):
     def __init__(self, speech_input: SpeechInput, llm: FrozenLLM, instruction: str, answer_lead: str = "",
-                 answer_close: str = "", embedding_ctc_weight: float = 0.0, encoder_lr_scale: float = 1.0) -> None:
+                 answer_close: str = "", embedding_ctc_weight: float = 0.0, encoder_lr_scale: float = 1.0,
+                 token_ctc_weight: float = 0.0, llm_loss_weight: float = 1.0) -> None:
         super().__init__()
         self.speech_input = speech_input
         self.llm = llm
         self.form = TranscriptForm(llm, instruction, answer_lead, answer_close)
         self.embedding_ctc_weight = embedding_ctc_weight
+        self.readout = speech_input.adapter.readout
+        self.token_ctc_weight = token_ctc_weight if self.readout is not None else 0.0
+        self.llm_loss_weight = llm_loss_weight
+        if not (self.llm_loss_weight or self.token_ctc_weight or self.embedding_ctc_weight):
+            raise FreezeOmniError("every loss of stage 2 has weight 0 (llm_loss_weight, token_ctc_weight with "
+                                  "adapter_tokens, embedding_ctc_weight)")
         self.lr_scales = {"speech_input.encoder.": encoder_lr_scale}  # read by the training loop
 
     def target_ids(self, transcript: str) -> list[int]:
         return self.form.target_ids(self.llm, transcript)
 
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor, targets: list[torch.Tensor],
-                chunk_size: int, left_chunks: int):
-        embeds, embed_lengths = self.speech_input(feats, lengths, chunk_size, left_chunks)
-        speech = [embeds[i, : int(n)] for i, n in enumerate(embed_lengths)]
-        packed = self.form.rows(self.llm, self.speech_input.prompt, speech, targets)
-        hidden = self.llm(packed.embeds, packed.attention_mask.to(feats.device))
-        loss, accuracy = next_token_loss(hidden, packed.labels.to(feats.device), self.llm.logits)
-        metrics = {"token_accuracy": accuracy}
+                chunk_size: int, left_chunks: int, token_classes: list[torch.Tensor] | None = None):
+        out = self.speech_input.adapt(feats, lengths, chunk_size, left_chunks)
+        speech = [out.embeds[i, : int(n)] for i, n in enumerate(out.lengths)]
+        loss, metrics = feats.new_zeros(()), {}
+        if self.llm_loss_weight:
+            packed = self.form.rows(self.llm, self.speech_input.prompt, speech, targets)
+            hidden = self.llm(packed.embeds, packed.attention_mask.to(feats.device))
+            llm_loss, metrics["token_accuracy"] = next_token_loss(hidden, packed.labels.to(feats.device), self.llm.logits)
+            loss = loss + self.llm_loss_weight * llm_loss
+        if self.token_ctc_weight:
+            ctc = token_ctc_loss(out.log_probs, out.lengths, token_classes)
+            loss = loss + self.token_ctc_weight * ctc
+            metrics["token_ctc"] = ctc.item()
         if self.embedding_ctc_weight:
             ctc = embedding_ctc_loss(speech, [t[:-1] for t in targets], self.llm.model.embed.weight)
             loss = loss + self.embedding_ctc_weight * ctc
             metrics["embedding_ctc"] = ctc.item()
         return loss, metrics
+
+    @torch.no_grad()
+    def token_transcripts(self, feats: torch.Tensor, lengths: torch.Tensor, chunk_size: int,
+                          left_chunks: int) -> list[str]:
+        """The token readout's greedy CTC transcripts (no LLM)."""
+        out = self.speech_input.adapt(feats, lengths, chunk_size, left_chunks)
+        return [self.llm.tokenizer.decode(ids).strip() for ids in self.readout.greedy_ids(out.log_probs, out.lengths)]
 
     @torch.no_grad()
     def transcribe(self, feats: torch.Tensor, lengths: torch.Tensor, chunk_size: int, left_chunks: int,
@@ -87,7 +123,18 @@ class EncoderLLMModel(nn.Module):
                 for i, n in enumerate(embed_lengths.tolist())]
 
 
-def load_speech_input(settings: EncoderLLMSettings, llm: FrozenLLM) -> SpeechInput:
+def token_ctc_loss(log_probs: torch.Tensor, lengths: torch.Tensor, classes: list[torch.Tensor]) -> torch.Tensor:
+    """CTC of a token readout's log-posteriors [b, t, vocabulary + 1] on each row's target classes
+    (1-based; 0 is the blank), per target token."""
+    target_lengths = torch.tensor([c.numel() for c in classes])
+    loss = nn.functional.ctc_loss(log_probs.transpose(0, 1), torch.cat(classes), lengths, target_lengths,
+                                  reduction="sum", zero_infinity=True)
+    return loss / target_lengths.sum().clamp_min(1)
+
+
+def load_speech_input(settings: EncoderLLMSettings, llm: FrozenLLM, vocabulary: list[int] | None = None) -> SpeechInput:
+    """The speech side stage 2 starts from; a token readout over `vocabulary` (LLM ids), by default the
+    tokens of the corpus's training transcripts."""
     encoder = build_encoder(settings.init)
     if settings.encoder_checkpoint:
         path = Path(settings.encoder_checkpoint)
@@ -95,26 +142,39 @@ def load_speech_input(settings: EncoderLLMSettings, llm: FrozenLLM) -> SpeechInp
             raise FreezeOmniError(f"{path}: no such encoder checkpoint (run `freeze-omni train encoder-ctc` first)")
         state = torch.load(path, map_location="cpu", weights_only=False)["model"]
         encoder.load_state_dict({k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")})
-    speech_input = SpeechInput(encoder, llm.hidden_size, settings.prompt_length, settings.adapter_norm)
+    if vocabulary is None:
+        vocabulary = []
+    if settings.adapter_tokens and not vocabulary:
+        train = read_utterances(settings.corpus_dir() / "train.jsonl", settings.max_utterance_seconds,
+                                limit=settings.train_limit or None)
+        vocabulary = transcript_vocabulary(llm, [u.text for u in train])
+    speech_input = SpeechInput(encoder, llm.hidden_size, settings.prompt_length, settings.adapter_norm, len(vocabulary))
+    if vocabulary:
+        speech_input.adapter.readout.set_vocabulary(vocabulary)
+        speech_input.attach_llm(llm.model.embed.weight)
     if settings.adapter_norm:
         speech_input.adapter.match_embedding_scale(llm.model.embed.weight)
     speech_input.encoder.requires_grad_(settings.train_encoder)
     return speech_input
 
 
-def build_model(settings: EncoderLLMSettings, llm: FrozenLLM | None = None) -> EncoderLLMModel:
+def build_model(settings: EncoderLLMSettings, llm: FrozenLLM | None = None,
+                vocabulary: list[int] | None = None) -> EncoderLLMModel:
     llm = llm or FrozenLLM.load(settings.llm or None, dtype=getattr(torch, settings.llm_dtype))
-    speech_input = load_speech_input(settings, llm)
+    speech_input = load_speech_input(settings, llm, vocabulary)
     if settings.prompt_init:
         form = CopyPromptSettings(llm=settings.llm, instruction=settings.instruction, answer_lead=settings.answer_lead,
                                   answer_close=settings.answer_close)
-        prompt = trained_prompt(settings.prompt_init, form)
+        prompt, blank = trained_prompt(settings.prompt_init, form)
         if prompt.shape != speech_input.prompt.shape:
             raise FreezeOmniError(f"{settings.prompt_init}: prompt of shape {tuple(prompt.shape)}, this stage has "
                                   f"{tuple(speech_input.prompt.shape)} (prompt_length)")
         speech_input.prompt.data.copy_(prompt)
+        if blank is not None and speech_input.adapter.readout is not None:
+            speech_input.adapter.readout.blank.data.copy_(blank)
     return EncoderLLMModel(speech_input, llm, settings.instruction, settings.answer_lead,
-                           settings.answer_close, settings.embedding_ctc_weight, settings.encoder_lr_scale)
+                           settings.answer_close, settings.embedding_ctc_weight, settings.encoder_lr_scale,
+                           settings.token_ctc_weight, settings.llm_loss_weight)
 
 
 class EncoderLLMStage(ChunkedSpeechData):
@@ -122,18 +182,36 @@ class EncoderLLMStage(ChunkedSpeechData):
         self.module = build_model(settings, llm)
         super().__init__(settings, featurizer(self.module.speech_input.encoder.config))
         self.chunk_160ms = chunk_frames_160ms(self.module.speech_input.encoder)
+        self._classes: dict[int, int] | None = None
 
     def load(self, spec: BatchSpec, device: torch.device) -> dict[str, Any]:
         feats, lengths, texts = self.training_features(spec)
         targets = [torch.tensor(self.module.target_ids(t), device=device) for t in texts]
-        return {"feats": feats.to(device), "lengths": lengths.to(device), "targets": targets,
-                "chunk_size": spec[1], "left_chunks": spec[2]}
+        batch = {"feats": feats.to(device), "lengths": lengths.to(device), "targets": targets,
+                 "chunk_size": spec[1], "left_chunks": spec[2]}
+        readout = self.module.readout
+        if readout is not None:
+            tokenizer, index = self.module.llm.tokenizer, self._token_classes()
+            batch["token_classes"] = [torch.tensor([index[i] for i in tokenizer.encode(t, add_special_tokens=False)],
+                                                   device=device) for t in texts]
+        return batch
+
+    def _token_classes(self) -> dict[int, int]:
+        """LLM id -> the token readout's class (1-based)."""
+        if self._classes is None:
+            self._classes = {int(i): c + 1 for c, i in enumerate(self.module.readout.token_ids.tolist())}
+        return self._classes
 
     def evaluate(self, module: EncoderLLMModel) -> dict[str, float]:
         """WER of the LLM's transcripts of held-out speech heard in 160 ms chunks."""
-        refs, hyps = [], []
+        refs, hyps, token_hyps = [], [], []
         for feats, lengths, texts in self.dev_batches():
             refs += texts
             hyps += module.transcribe(feats, lengths, self.chunk_160ms, UNLIMITED)
+            if module.readout is not None:
+                token_hyps += module.token_transcripts(feats, lengths, self.chunk_160ms, UNLIMITED)
         rates = error_rates(refs, hyps)
-        return {"wer_160ms": rates.wer, "cer_160ms": rates.cer}
+        result = {"wer_160ms": rates.wer, "cer_160ms": rates.cer}
+        if token_hyps:
+            result["token_ctc_wer_160ms"] = error_rates(refs, token_hyps).wer
+        return result

@@ -8,7 +8,9 @@ so speech input keeps the LLM's own behaviour. Each conversation holds 1..3 requ
 see earlier ones) and may end with a turn the assistant must ignore (`freeze_omni.train.turns`).
 Two losses: next-token on the answers, and the state head's cross-entropy at the last position of
 every labelled 160 ms chunk. The LLM never changes; the adapter, the prompt embeddings, the state
-head and (optionally) the encoder learn.
+head and (optionally) the encoder learn. A speech input that already reads as the LLM's own tokens
+(a token readout from stage 2) can be kept as it is (`train_adapter` false): then only the state
+head learns, from hidden states the LLM computes without a backward pass.
 """
 
 from __future__ import annotations
@@ -62,6 +64,8 @@ class EncoderQASettings(StageSettings):
     max_turns: int = 3
     ignore_share: float = 0.4
     train_encoder: bool = False
+    train_adapter: bool = True        # the adapter and prompt embeddings; with neither these nor the encoder,
+                                      # only the state head learns and no gradient crosses the LLM
     state_weight: float = 1.0
     embedding_ctc_weight: float = 0.0  # keeps request speech near the LLM's embeddings of its words (stage 2's loss)
     request_texts: int = 0            # distinct request texts to learn from (a seeded sample); 0 = all
@@ -148,10 +152,9 @@ def state_positions(n_embeds: int, labels: list[int]) -> list[int]:
     return states
 
 
-def load_speech_input(settings: EncoderQASettings, llm_hidden_size: int) -> SpeechInput:
-    """Encoder, adapter and prompt embeddings as input stage 2 left them."""
-    speech_input = SpeechInput(build_encoder(settings.init), llm_hidden_size, settings.prompt_length,
-                               settings.adapter_norm)
+def load_speech_input(settings: EncoderQASettings, llm: FrozenLLM) -> SpeechInput:
+    """Encoder, adapter and prompt embeddings as input stage 2 left them (a token readout included)."""
+    state, vocabulary = {}, 0
     if settings.speech_checkpoint:
         path = Path(settings.speech_checkpoint)
         if not path.is_file():
@@ -160,9 +163,17 @@ def load_speech_input(settings: EncoderQASettings, llm_hidden_size: int) -> Spee
         if ("speech_input.adapter.norm.weight" in state) != settings.adapter_norm:
             raise FreezeOmniError(f"{path} was trained with adapter_norm = {str(not settings.adapter_norm).lower()}; "
                                   f"set the same here")
+        token_ids = state.get("speech_input.adapter.readout.token_ids")
+        vocabulary = 0 if token_ids is None else token_ids.numel()
+    speech_input = SpeechInput(build_encoder(settings.init), llm.hidden_size, settings.prompt_length,
+                               settings.adapter_norm, vocabulary)
+    if state:
         speech_input.load_state_dict({k.removeprefix("speech_input."): v for k, v in state.items()
                                       if k.startswith("speech_input.")})
+    speech_input.attach_llm(llm.model.embed.weight)
     speech_input.encoder.requires_grad_(settings.train_encoder)
+    speech_input.adapter.requires_grad_(settings.train_adapter)
+    speech_input.prompt.requires_grad_(settings.train_adapter)
     return speech_input
 
 
@@ -187,7 +198,7 @@ def export_bundle(checkpoint: Path, model_dir: Path, answer_threshold: float = 0
 
 def build_model(settings: EncoderQASettings, llm: FrozenLLM | None = None) -> SpokenDialogueModel:
     llm = llm or FrozenLLM.load(settings.llm or None, dtype=getattr(torch, settings.llm_dtype))
-    return SpokenDialogueModel(load_speech_input(settings, llm.hidden_size), llm, StateHead(llm.hidden_size),
+    return SpokenDialogueModel(load_speech_input(settings, llm), llm, StateHead(llm.hidden_size),
                                settings.system_prompt)
 
 
