@@ -71,6 +71,9 @@ def test_token_readout_learns_by_ctc_alone_and_its_vocabulary_travels_with_it(ti
     for name, value in llm.state_dict().items():
         assert torch.equal(value, llm_before[name]), name
 
+    checkpoint = torch.load(tmp_path / "last.pt", weights_only=False)["model"]
+    assert sum(k.endswith("readout.logits.weight") for k in checkpoint) == 1  # one copy, under speech_input
+
     # stage 3 rebuilds the same readout from the checkpoint alone
     same = encoder_qa.load_speech_input(encoder_qa.EncoderQASettings(speech_checkpoint=str(tmp_path / "last.pt")), llm)
     assert torch.equal(same.adapter.readout.token_ids, readout.token_ids)

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from freeze_omni.adapter import TokenReadout
 from freeze_omni.encoder import UNLIMITED
 from freeze_omni.encoder.frontend import featurizer
 from freeze_omni.errors import FreezeOmniError
@@ -77,13 +78,16 @@ class EncoderLLMModel(nn.Module):
         self.llm = llm
         self.form = TranscriptForm(llm, instruction, answer_lead, answer_close)
         self.embedding_ctc_weight = embedding_ctc_weight
-        self.readout = speech_input.adapter.readout
         self.token_ctc_weight = token_ctc_weight if self.readout is not None else 0.0
         self.llm_loss_weight = llm_loss_weight
         if not (self.llm_loss_weight or self.token_ctc_weight or self.embedding_ctc_weight):
             raise FreezeOmniError("every loss of stage 2 has weight 0 (llm_loss_weight, token_ctc_weight with "
                                   "adapter_tokens, embedding_ctc_weight)")
         self.lr_scales = {"speech_input.encoder.": encoder_lr_scale}  # read by the training loop
+
+    @property
+    def readout(self) -> TokenReadout | None:
+        return self.speech_input.adapter.readout
 
     def target_ids(self, transcript: str) -> list[int]:
         return self.form.target_ids(self.llm, transcript)
