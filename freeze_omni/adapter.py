@@ -12,7 +12,10 @@ over that many of the LLM's own tokens plus a blank, whose posteriors weight the
 embeddings of those tokens. The LLM then reads what it reads for typed text (a token's own
 embedding where the token was heard, a learnt blank vector between tokens), which a copy prompt
 trained on text alone already makes it repeat; speech mapped to free vectors by the next-token
-loss alone did not get there on this CPU's budget. Output t of a convolution reads inputs 2t - k + 2 ..
+loss alone did not get there on this CPU's budget. A token's posterior often stays high for two
+or three frames, and the LLM copied each of them ("the the"), so a frame counts only the rise of a
+token's probability over the frame before (the chance the token starts there); the rest goes to
+the blank. That needs the last frame's posteriors, carried in `AdapterCache`. Output t of a convolution reads inputs 2t - k + 2 ..
 2t + 1, so it is complete as soon as the second frame of its pair arrives: a 160 ms encoder chunk
 gives exactly two embeddings with nothing held back. `step` carries the input frames later
 windows still need (`AdapterCache`) and equals `forward` for any split.
@@ -56,9 +59,11 @@ class AdapterConfig:
 
 @dataclass
 class AdapterCache:
-    """Per convolution, the input frames ([b, channels, frames]) that its next windows still need."""
+    """Per convolution, the input frames ([b, channels, frames]) that its next windows still need,
+    and a token readout's posteriors of the last frame ([b, vocabulary + 1]; None before any)."""
 
     carries: list[torch.Tensor]
+    last_probs: torch.Tensor | None = None
 
 
 @dataclass
@@ -107,13 +112,16 @@ class TokenReadout(nn.Module):
             raise ValueError(f"token id {int(self.token_ids.max())} is outside the LLM's {self.table.shape[0]} tokens")
         self.rows = self.table[self.token_ids.to(self.table.device)].float().to(self.rows.device)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """[b, t, input_dim] -> embeddings [b, t, output_dim] and log-posteriors [b, t, vocabulary + 1]."""
+    def forward(self, x: torch.Tensor, last_probs: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """[b, t, input_dim] and the posteriors of the frame before ([b, vocabulary + 1], None at the
+        start) -> embeddings [b, t, output_dim] and log-posteriors [b, t, vocabulary + 1]."""
         if self.table is None:
             raise RuntimeError("token readout has no LLM embeddings: call attach() with the LLM's table first")
         log_probs = self.logits(x).float().log_softmax(-1)
         probs = log_probs.exp()
-        return probs[..., 1:] @ self.rows + probs[..., :1] * self.blank, log_probs
+        before = probs.new_zeros(probs.shape[0], 1, probs.shape[2]) if last_probs is None else last_probs[:, None]
+        starts = (probs - torch.cat([before, probs[:, :-1]], 1))[..., 1:].clamp_min(0)
+        return starts @ self.rows + (1 - starts.sum(-1, keepdim=True)) * self.blank, log_probs
 
     def greedy_ids(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
         """[b, t, vocabulary + 1] -> the LLM ids of each row's best path (repeats merged, blanks dropped)."""
@@ -144,11 +152,11 @@ class Adapter(nn.Module):
         with torch.no_grad():
             self.norm.weight.fill_(float(embedding.float().pow(2).mean().sqrt()))
 
-    def _project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _project(self, x: torch.Tensor, last_probs: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """[b, input_dim, t] convolution output -> [b, t, output_dim] embeddings (and the readout's log-posteriors)."""
         x = x.transpose(1, 2)
         if self.readout is not None:
-            return self.readout(x)
+            return self.readout(x, last_probs)
         out = self.proj(x)
         return (self.norm(out) if self.norm is not None else out), None
 
@@ -173,4 +181,6 @@ class Adapter(nn.Module):
             x, carry = conv.step(x, carry)
             x = F.gelu(x)
             carries.append(carry)
-        return self._project(x)[0], AdapterCache(carries)
+        embeds, log_probs = self._project(x, cache.last_probs)
+        last_probs = log_probs[:, -1].exp() if log_probs is not None and log_probs.shape[1] else cache.last_probs
+        return embeds, AdapterCache(carries, last_probs)

@@ -95,10 +95,25 @@ def test_token_readout_steps_equal_forward_and_mix_the_llms_own_rows(seed):
             outs.append(out)
             i += n
     assert (torch.cat(outs, 1) - full.embeds).abs().max() < 1e-5
-    probs = full.log_probs.exp()
-    assert full.log_probs.shape == (1, 15, 6) and torch.allclose(probs.sum(-1), torch.ones(1, 15))
-    expected = probs[..., 1:] @ table[3:13:2] + probs[..., :1] * adapter.readout.blank
-    assert torch.allclose(full.embeds, expected, atol=1e-5)
+    assert full.log_probs.shape == (1, 15, 6) and torch.allclose(full.log_probs.exp().sum(-1), torch.ones(1, 15))
+
+
+def test_token_readout_reads_a_held_token_once_and_a_repeated_one_twice():
+    adapter, table = _token_adapter()
+    readout, rows, blank = adapter.readout, table[3:13:2], adapter.readout.blank
+    # classes per frame: token 2 held for three frames, a blank, token 2 again, then token 4 straight after
+    path = [2, 2, 2, 0, 2, 4]
+    with torch.no_grad():
+        readout.logits.weight.zero_()
+        readout.logits.bias.zero_()
+        x = torch.zeros(1, len(path), 24)
+        embeds, _ = readout(x)  # all-uniform posteriors: only the first frame has a rise
+        assert torch.allclose(embeds[0, 1:], blank.expand(5, -1))
+        readout.logits.weight[:, :6] = torch.eye(6) * 50  # frame features are then the frames' logits
+        x[0, :, :6] = torch.nn.functional.one_hot(torch.tensor(path), 6).float()
+        embeds, _ = readout(x)
+    expected = [rows[1], blank, blank, blank, rows[1], rows[3]]
+    assert all(torch.allclose(e, want, atol=1e-4) for e, want in zip(embeds[0], expected))
 
 
 def test_token_readout_greedy_path_merges_repeats_and_maps_to_llm_ids():
