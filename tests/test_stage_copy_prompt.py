@@ -2,6 +2,7 @@
 only when it was trained for the same form."""
 
 import json
+import random
 
 import pytest
 import torch
@@ -12,7 +13,7 @@ from freeze_omni.errors import FreezeOmniError
 from freeze_omni.llm import FrozenLLM
 from freeze_omni.train.config import TrainConfig
 from freeze_omni.train.loop import train
-from freeze_omni.train.stages.copy_prompt import CopyPromptSettings, CopyPromptStage
+from freeze_omni.train.stages.copy_prompt import CopyPromptSettings, CopyPromptStage, misheard
 from freeze_omni.train.stages.encoder_llm import EncoderLLMSettings, build_model
 
 FORM = {"instruction": "Repeat the user's message exactly.", "answer_lead": 'You said: "', "answer_close": '"'}
@@ -67,6 +68,18 @@ def test_copied_spans_hold_the_drawn_blanks_around_each_token(trained):
     assert all(torch.equal(a, b) for a, b in zip(*gaps))  # a batch is heard the same way when replayed
     assert all(g[:-1].max() <= 2 and 2 <= g[-1] <= 4 for g in gaps[0])  # blank_frames = 2
     assert torch.equal(stage.dev_gaps("the red house", 0), stage.dev_gaps("the red house", 0))
+
+
+def test_misheard_texts_change_about_the_asked_share_of_words():
+    words = ["alpha", "beta", "gamma"]
+    text = " ".join(f"w{i}" for i in range(2000))
+    assert misheard(text, words, 0.0, random.Random(0)) == text
+    changed = misheard(text, words, 0.2, random.Random(0)).split()
+    kept = sum(w.startswith("w") for w in changed)
+    # 10% swapped and 5% dropped leave 85% of the words; swaps and 5% insertions add 15% new ones
+    assert 0.82 < kept / 2000 < 0.88 and 0.12 < (len(changed) - kept) / 2000 < 0.18
+    assert set(changed) - set(text.split()) <= set(words)
+    assert misheard("one", words, 1.0, random.Random(3))  # never empty
 
 
 def test_stage_2_starts_from_the_prompt_only_for_the_same_form(llm, trained, tiny_corpus):

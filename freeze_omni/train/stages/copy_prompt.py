@@ -9,7 +9,10 @@ readout (adapter.py) hears them: speech runs at ~12.5 embeddings per second and 
 so each token is followed by 0..N blank vectors (drawn per token), the text by N..2N more
 (silence after speech) and preceded by 0..N. The blank vector is zeros, or with `learn_blank` a
 vector learnt with the prompt: with 3 zero vectors after every token the prompt reached only
-12/40 exact copies, so what a blank looks like is left to the LLM. Stage 2 starts from the prompt
+12/40 exact copies, so what a blank looks like is left to the LLM. With `word_noise`, training texts
+are misheard first (words swapped for other words of the texts, dropped or added, `misheard`) and
+the LLM copies the misheard text: speech recognised with errors reads like that, and a prompt
+trained on clean text alone let the LLM run on instead of closing the quote. Stage 2 starts from the prompt
 and blank (`encoder-llm` setting `prompt_init`). No speech and no encoder: a step costs one LLM pass.
 Evaluation: exact copies and WER of the greedy transcripts of held-out (dev split) texts.
 """
@@ -46,6 +49,7 @@ class CopyPromptSettings(StageSettings):
     batch_texts: int = 16
     blank_frames: int = 0        # up to this many blank vectors after each token of the copied text
     learn_blank: bool = False    # learn the blank vector (else zeros)
+    word_noise: float = 0.0      # share of words misheard in training texts (`misheard`)
     eval_texts: int = 40
     seed: int = 0
 
@@ -59,6 +63,23 @@ def blank_gaps(n_tokens: int, blank_frames: int, generator: torch.Generator) -> 
     gaps = torch.randint(0, blank_frames + 1, (n_tokens + 2,), generator=generator)
     gaps[-1] += blank_frames
     return gaps
+
+
+def misheard(text: str, words: list[str], rate: float, rng: random.Random) -> str:
+    """`text` with about `rate` of its words changed: half swapped for a word of `words`, a quarter
+    dropped, a quarter followed by an extra word. Never empty."""
+    out = []
+    for word in text.split():
+        roll = rng.random()
+        if roll < rate / 2:
+            out.append(rng.choice(words))
+        elif roll < 3 * rate / 4:
+            continue
+        else:
+            out.append(word)
+            if roll < rate:
+                out.append(rng.choice(words))
+    return " ".join(out) or text
 
 
 class CopyPromptModel(nn.Module):
@@ -116,6 +137,7 @@ class CopyPromptStage:
         texts = copy_texts(settings)
         self.train_texts = [t for t in texts if text_split(t) == "train"]
         self.dev_texts = evenly_spaced([t for t in texts if text_split(t) == "dev"], settings.eval_texts)
+        self.words = sorted({w for t in self.train_texts for w in t.split()})
         if len(self.train_texts) < settings.batch_texts or not self.dev_texts:
             raise FreezeOmniError(f"{len(self.train_texts)} train and {len(self.dev_texts)} dev texts: need at "
                                   f"least batch_texts ({settings.batch_texts}) and one")
@@ -128,9 +150,13 @@ class CopyPromptStage:
 
     def load(self, spec: list[int], device: torch.device) -> dict[str, Any]:
         llm, form = self.module.llm, self.module.form
+        seed = hash(tuple(spec)) % 2 ** 31
         texts = [self.train_texts[i] for i in spec]
+        if self.settings.word_noise:
+            rng = random.Random(seed)
+            texts = [misheard(t, self.words, self.settings.word_noise, rng) for t in texts]
         ids = [llm.tokenizer.encode(t, add_special_tokens=False) for t in texts]
-        generator = torch.Generator().manual_seed(hash(tuple(spec)) % 2 ** 31)
+        generator = torch.Generator().manual_seed(seed)
         return {"heard_ids": [torch.tensor(i, device=device) for i in ids],
                 "gaps": [blank_gaps(len(i), self.settings.blank_frames, generator) for i in ids],
                 "targets": [torch.tensor(form.target_ids(llm, t), device=device) for t in texts]}
