@@ -12,8 +12,9 @@ vector learnt with the prompt: with 3 zero vectors after every token the prompt 
 12/40 exact copies, so what a blank looks like is left to the LLM. With `word_noise`, training texts
 are misheard first (words swapped for other words of the texts, dropped or added, `misheard`) and
 the LLM copies the misheard text: speech recognised with errors reads like that, and a prompt
-trained on clean text alone let the LLM run on instead of closing the quote. Stage 2 starts from the prompt
-and blank (`encoder-llm` setting `prompt_init`). No speech and no encoder: a step costs one LLM pass.
+trained on clean text alone let the LLM run on instead of closing the quote. Stage 2 starts from
+the prompt and blank (`encoder-llm` setting `prompt_init`). No speech and no encoder: a step costs
+one LLM pass.
 Evaluation: exact copies and WER of the greedy transcripts of held-out (dev split) texts.
 """
 
