@@ -15,8 +15,9 @@ trained on text alone already makes it repeat; speech mapped to free vectors by 
 loss alone did not get there on this CPU's budget. A token's posterior often stays high for two
 or three frames, and the LLM copied each of them ("the the"), so a frame counts only the rise of a
 token's probability over the frame before (the chance the token starts there); the rest goes to
-the blank. That needs the last frame's posteriors, carried in `AdapterCache`. Output t of a convolution reads inputs 2t - k + 2 ..
-2t + 1, so it is complete as soon as the second frame of its pair arrives: a 160 ms encoder chunk
+the blank. That needs the last frame's posteriors, carried in `AdapterCache`.
+
+Output t of a convolution reads inputs 2t - k + 2 .. 2t + 1, so it is complete as soon as the second frame of its pair arrives: a 160 ms encoder chunk
 gives exactly two embeddings with nothing held back. `step` carries the input frames later
 windows still need (`AdapterCache`) and equals `forward` for any split.
 """
@@ -141,7 +142,8 @@ class Adapter(nn.Module):
             for _ in range(config.layers))
         if config.vocabulary and config.output_norm:
             raise ValueError("a token readout emits the LLM's own embeddings: it takes no output norm")
-        self.readout = TokenReadout(config.input_dim, config.output_dim, config.vocabulary) if config.vocabulary else None
+        vocabulary = config.vocabulary
+        self.readout = TokenReadout(config.input_dim, config.output_dim, vocabulary) if vocabulary else None
         self.proj = None if config.vocabulary else nn.Linear(config.input_dim, config.output_dim)
         self.norm = nn.RMSNorm(config.output_dim) if config.output_norm else None
 
@@ -152,8 +154,10 @@ class Adapter(nn.Module):
         with torch.no_grad():
             self.norm.weight.fill_(float(embedding.float().pow(2).mean().sqrt()))
 
-    def _project(self, x: torch.Tensor, last_probs: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """[b, input_dim, t] convolution output -> [b, t, output_dim] embeddings (and the readout's log-posteriors)."""
+    def _project(self, x: torch.Tensor,
+                 last_probs: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """[b, input_dim, t] convolution output -> [b, t, output_dim] embeddings (and the readout's
+        log-posteriors, given the frame before's posteriors)."""
         x = x.transpose(1, 2)
         if self.readout is not None:
             return self.readout(x, last_probs)

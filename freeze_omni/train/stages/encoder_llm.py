@@ -100,7 +100,8 @@ class EncoderLLMModel(nn.Module):
         if self.llm_loss_weight:
             packed = self.form.rows(self.llm, self.speech_input.prompt, speech, targets)
             hidden = self.llm(packed.embeds, packed.attention_mask.to(feats.device))
-            llm_loss, metrics["token_accuracy"] = next_token_loss(hidden, packed.labels.to(feats.device), self.llm.logits)
+            labels = packed.labels.to(feats.device)
+            llm_loss, metrics["token_accuracy"] = next_token_loss(hidden, labels, self.llm.logits)
             loss = loss + self.llm_loss_weight * llm_loss
         if self.token_ctc_weight:
             ctc = token_ctc_loss(out.log_probs, out.lengths, token_classes)
