@@ -17,9 +17,10 @@ or three frames, and the LLM copied each of them ("the the"), so a frame counts 
 token's probability over the frame before (the chance the token starts there); the rest goes to
 the blank. That needs the last frame's posteriors, carried in `AdapterCache`.
 
-Output t of a convolution reads inputs 2t - k + 2 .. 2t + 1, so it is complete as soon as the second frame of its pair arrives: a 160 ms encoder chunk
-gives exactly two embeddings with nothing held back. `step` carries the input frames later
-windows still need (`AdapterCache`) and equals `forward` for any split.
+Output t of a convolution reads inputs 2t - k + 2 .. 2t + 1, so it is complete as soon as the
+second frame of its pair arrives: a 160 ms encoder chunk gives exactly two embeddings with nothing
+held back. `step` carries the input frames later windows still need (`AdapterCache`) and equals
+`forward` for any split.
 """
 
 from __future__ import annotations
