@@ -7,6 +7,7 @@ import torch
 from conftest import tiny_hf_model
 from freeze_omni.encoder import UNLIMITED
 from freeze_omni.errors import FreezeOmniError
+from freeze_omni.eval.asr import evaluate_asr, load_recognizer
 from freeze_omni.llm import FrozenLLM
 from freeze_omni.train.config import TrainConfig
 from freeze_omni.train.loop import train
@@ -40,6 +41,8 @@ def test_stage_trains_the_speech_side_and_never_the_llm(tiny_corpus, tmp_path):
         assert torch.equal(value, llm_before[name]), name
     checkpoint = torch.load(tmp_path / "last.pt", weights_only=False)
     assert not any(k.startswith("llm.") for k in checkpoint["model"])
+    with pytest.raises(FreezeOmniError, match="no token readout"):
+        load_recognizer(tmp_path / "last.pt", "tokens", llm)
     assert any(k.startswith("speech_input.adapter.") for k in checkpoint["model"])
 
     # stage 3 starts from this checkpoint only with the same adapter
@@ -53,7 +56,7 @@ def test_stage_trains_the_speech_side_and_never_the_llm(tiny_corpus, tmp_path):
 def test_token_readout_learns_by_ctc_alone_and_its_vocabulary_travels_with_it(tiny_corpus, tmp_path):
     llm = FrozenLLM.from_hf_model(*tiny_hf_model("qwen2"))
     llm_before = {k: v.clone() for k, v in llm.state_dict().items()}
-    settings = EncoderLLMSettings(corpus=str(tiny_corpus), max_batch_seconds=3.0, eval_utterances=2,
+    settings = EncoderLLMSettings(corpus=str(tiny_corpus), max_batch_seconds=3.0, eval_utterances=6,
                                   adapter_tokens=True, llm_loss_weight=0.0, answer_lead='You said: "', answer_close='"')
     stage = EncoderLLMStage(settings, llm=llm)
     readout = stage.module.speech_input.adapter.readout
@@ -73,6 +76,8 @@ def test_token_readout_learns_by_ctc_alone_and_its_vocabulary_travels_with_it(ti
 
     checkpoint = torch.load(tmp_path / "last.pt", weights_only=False)["model"]
     assert sum(k.endswith("readout.logits.weight") for k in checkpoint) == 1  # one copy, under speech_input
+    report = evaluate_asr(tiny_corpus / "dev.jsonl", load_recognizer(tmp_path / "last.pt", "tokens", llm))
+    assert report["n"] == 6 and report["wer"] == pytest.approx(result["eval"]["token_ctc_wer_160ms"])
 
     # stage 3 rebuilds the same readout from the checkpoint alone
     same = encoder_qa.load_speech_input(encoder_qa.EncoderQASettings(speech_checkpoint=str(tmp_path / "last.pt")), llm)

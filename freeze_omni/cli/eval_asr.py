@@ -1,4 +1,4 @@
-"""`freeze-omni eval asr`: WER/CER of speech input through the frozen LLM or the CTC head."""
+"""`freeze-omni eval asr`: WER/CER of speech input through the frozen LLM, a CTC head or a token readout."""
 
 from __future__ import annotations
 
@@ -19,11 +19,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(commands) -> None:
-    sub = add_leaf(commands, "asr", "WER/CER of speech input through the frozen LLM (llm) or the CTC head (ctc)", run)
+    sub = add_leaf(commands, "asr", "WER/CER of speech input through the frozen LLM (llm), the CTC head (ctc) "
+                   "or a token readout alone (tokens)", run)
     sub.add_argument("--manifest", type=Path, required=True, metavar="M.jsonl")
-    sub.add_argument("--mode", choices=("llm", "ctc"), default="llm")
+    sub.add_argument("--mode", choices=("llm", "ctc", "tokens"), default="llm")
     sub.add_argument("--checkpoint", type=Path, required=True,
-                     help="last.pt of `train encoder-llm` (llm) or `train encoder-ctc` (ctc)")
+                     help="last.pt of `train encoder-llm` (llm, tokens) or `train encoder-ctc` (ctc)")
     sub.add_argument("--full-context", action="store_true", help="offline: no chunk mask")
     sub.add_argument("--limit", type=int, help="N utterances spread evenly over the manifest")
     add_report_arguments(sub)

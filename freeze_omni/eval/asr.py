@@ -1,4 +1,5 @@
-"""Speech recognition quality of the input side: through the frozen LLM (`llm`) or the CTC head.
+"""Speech recognition quality of the input side: through the frozen LLM (`llm`), the stage-1 CTC
+head (`ctc`) or a token readout's own greedy CTC path (`tokens`, no LLM).
 
 Chunked (the default) means the encoder sees 160 ms chunks with unlimited left context, exactly
 what a live session hears (the masked forward equals the streaming `step`, which the encoder
@@ -23,6 +24,7 @@ from freeze_omni.encoder.frontend import featurizer
 from freeze_omni.errors import AudioError, FreezeOmniError
 from freeze_omni.eval.manifest import evenly_spaced, read_speech_manifest
 from freeze_omni.eval.metrics import error_rates
+from freeze_omni.llm import FrozenLLM
 from freeze_omni.train.data import pad_features
 
 
@@ -34,8 +36,9 @@ class Recognizer:
     transcribe: Callable[[torch.Tensor, torch.Tensor, int, int], list[str]]
 
 
-def load_recognizer(checkpoint: str | Path, mode: str) -> Recognizer:
-    """A recognizer from a training checkpoint of encoder-ctc (`ctc`) or encoder-llm (`llm`)."""
+def load_recognizer(checkpoint: str | Path, mode: str, llm: FrozenLLM | None = None) -> Recognizer:
+    """A recognizer from a training checkpoint of encoder-ctc (`ctc`) or encoder-llm (`llm`, `tokens`);
+    an encoder-llm checkpoint reads with `llm`, by default the backbone its config names."""
     path = Path(checkpoint)
     if not path.is_file():
         raise FreezeOmniError(f"{path}: no such checkpoint")
@@ -52,18 +55,21 @@ def load_recognizer(checkpoint: str | Path, mode: str) -> Recognizer:
     else:
         if not has_llm_parts:
             raise FreezeOmniError(f"{path} is an encoder-ctc checkpoint: train encoder-llm first, or use --mode ctc")
+        token_ids = state.get("speech_input.adapter.readout.token_ids")
+        if mode == "tokens" and token_ids is None:
+            raise FreezeOmniError(f"{path} has no token readout (stage 2 without adapter_tokens); use --mode llm")
         from freeze_omni.train.stages.encoder_ctc import chunk_frames_160ms
         from freeze_omni.train.stages.encoder_llm import EncoderLLMSettings, build_model
 
         settings = EncoderLLMSettings.from_dict({**stage_settings, "encoder_checkpoint": "", "prompt_init": ""})
-        token_ids = state.get("speech_input.adapter.readout.token_ids")
-        model = build_model(settings, vocabulary=None if token_ids is None else token_ids.tolist())
+        model = build_model(settings, llm, vocabulary=None if token_ids is None else token_ids.tolist())
     missing, unexpected = model.load_state_dict(state, strict=False)
     if unexpected or any(not k.startswith("llm.") for k in missing):
         raise FreezeOmniError(f"{path} does not match its own config (missing {missing[:3]}, unexpected {unexpected[:3]})")
     model.eval()
     encoder = model.encoder if mode == "ctc" else model.speech_input.encoder
-    return Recognizer(mode, featurizer(encoder.config), chunk_frames_160ms(encoder), model.transcribe)
+    transcribe = model.token_transcripts if mode == "tokens" else model.transcribe
+    return Recognizer(mode, featurizer(encoder.config), chunk_frames_160ms(encoder), transcribe)
 
 
 def evaluate_asr(manifest: str | Path, recognizer: Recognizer, chunked: bool = True,
