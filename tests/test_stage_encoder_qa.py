@@ -62,7 +62,8 @@ def test_stage_trains_speech_side_and_state_head_never_the_llm(tiny_corpus, tmp_
 def test_with_the_speech_side_kept_only_the_state_head_learns(tiny_corpus, tmp_path):
     llm = FrozenLLM.from_hf_model(*tiny_hf_model("qwen2"))
     settings = EncoderQASettings(corpus=str(tiny_corpus), answers_dir=str(tmp_path / "answers"), max_answer_tokens=5,
-                                 conversations_per_batch=2, eval_turns=2, ignore_share=0.5, train_adapter=False)
+                                 conversations_per_batch=2, eval_turns=2, ignore_share=0.5, train_adapter=False,
+                                 train_prompt=False)
     stage = EncoderQAStage(settings, llm=llm)
     speech_before = {k: v.clone() for k, v in stage.module.speech_input.state_dict().items()}
     head_before = stage.module.state_head.proj.weight.detach().clone()

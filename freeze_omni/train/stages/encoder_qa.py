@@ -9,8 +9,9 @@ see earlier ones) and may end with a turn the assistant must ignore (`freeze_omn
 Two losses: next-token on the answers, and the state head's cross-entropy at the last position of
 every labelled 160 ms chunk. The LLM never changes; the adapter, the prompt embeddings, the state
 head and (optionally) the encoder learn. A speech input that already reads as the LLM's own tokens
-(a token readout from stage 2) can be kept as it is (`train_adapter` false): then only the state
-head learns, from hidden states the LLM computes without a backward pass.
+(a token readout from stage 2) can keep its adapter (`train_adapter` false) and learn only a
+prompt for answering; with the prompt kept too, only the state head learns, from hidden states
+the LLM computes without a backward pass.
 """
 
 from __future__ import annotations
@@ -64,8 +65,9 @@ class EncoderQASettings(StageSettings):
     max_turns: int = 3
     ignore_share: float = 0.4
     train_encoder: bool = False
-    train_adapter: bool = True        # the adapter and prompt embeddings; with neither these nor the encoder,
-                                      # only the state head learns and no gradient crosses the LLM
+    train_adapter: bool = True
+    train_prompt: bool = True         # with neither adapter, prompt nor encoder, only the state head
+                                      # learns and no gradient crosses the LLM
     state_weight: float = 1.0
     embedding_ctc_weight: float = 0.0  # keeps request speech near the LLM's embeddings of its words (stage 2's loss)
     request_texts: int = 0            # distinct request texts to learn from (a seeded sample); 0 = all
@@ -173,7 +175,7 @@ def load_speech_input(settings: EncoderQASettings, llm: FrozenLLM) -> SpeechInpu
     speech_input.attach_llm(llm.model.embed.weight)
     speech_input.encoder.requires_grad_(settings.train_encoder)
     speech_input.adapter.requires_grad_(settings.train_adapter)
-    speech_input.prompt.requires_grad_(settings.train_adapter)
+    speech_input.prompt.requires_grad_(settings.train_prompt)
     return speech_input
 
 
