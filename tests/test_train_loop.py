@@ -1,3 +1,4 @@
+import importlib
 import json
 import subprocess
 import sys
@@ -6,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from freeze_omni.cli.train import CONFIG_DIR, STAGES
 from freeze_omni.errors import FreezeOmniError
 from freeze_omni.train.config import TrainConfig
 from freeze_omni.train.loop import CHECKPOINT, train
@@ -91,3 +93,11 @@ def test_lr_scales_move_each_part_at_its_own_rate(tmp_path):
     assert not torch.equal(stage.module.head.weight, weight)
     records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert records[-1]["lr"] > 0
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_every_packaged_config_reads_into_its_stage_settings(stage):
+    _, module_name, prefix = STAGES[stage]
+    config = TrainConfig.from_toml(CONFIG_DIR / f"{stage.replace('-', '_')}.toml")
+    settings = getattr(importlib.import_module(module_name), f"{prefix}Settings").from_dict(config.stage)
+    assert config.max_steps > 0 and settings is not None

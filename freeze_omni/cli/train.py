@@ -31,6 +31,8 @@ STAGES = {
     "decoder-prefix": ("output stage 3: NAR prefix decoder on LLM hidden states",
                        "freeze_omni.train.stages.decoder_prefix", "DecoderPrefix"),
 }
+
+
 def parse_assignment(text: str) -> tuple[str, object]:
     """`key=value` with a TOML value (`max_chunk=8`, `init="scratch"`; bare words become strings)."""
     key, sep, value = text.partition("=")
