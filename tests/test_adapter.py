@@ -82,8 +82,8 @@ def _token_adapter(seed: int = 0, vocabulary: int = 5, layers: int = 2) -> tuple
 
 
 @pytest.mark.parametrize("seed", range(3))
-def test_token_readout_steps_equal_forward_and_mix_the_llms_own_rows(seed):
-    adapter, table = _token_adapter(seed)
+def test_token_readout_steps_equal_forward_and_its_posteriors_are_distributions(seed):
+    adapter, _ = _token_adapter(seed)
     rng = random.Random(seed)
     frames = torch.randn(1, 61, 24)
     with torch.no_grad():
