@@ -94,10 +94,9 @@ class TokenReadout(nn.Module):
     def set_vocabulary(self, token_ids: list[int]) -> None:
         if len(token_ids) != self.token_ids.numel():
             raise ValueError(f"{len(token_ids)} token ids for a readout over {self.token_ids.numel()}")
-        limit = self.table.shape[0] if self.table is not None else float("inf")
-        if any(not 0 <= i < limit for i in token_ids):
-            raise ValueError(f"token ids must lie in [0, {limit}) (the LLM's vocabulary)")
-        self.token_ids.copy_(torch.tensor(token_ids))
+        ids = torch.tensor(token_ids)
+        self._check(ids)
+        self.token_ids.copy_(ids)
         self._gather()
 
     def attach(self, embedding: torch.Tensor) -> None:
@@ -107,11 +106,15 @@ class TokenReadout(nn.Module):
         self.table = embedding.detach()
         self._gather()
 
+    def _check(self, token_ids: torch.Tensor) -> None:
+        limit = self.table.shape[0] if self.table is not None else None
+        if int(token_ids.min()) < 0 or (limit is not None and int(token_ids.max()) >= limit):
+            raise ValueError(f"token ids must lie in [0, {limit or 'vocabulary'}) (the LLM's vocabulary)")
+
     def _gather(self) -> None:
         if self.table is None:
             return
-        if int(self.token_ids.max()) >= self.table.shape[0]:
-            raise ValueError(f"token id {int(self.token_ids.max())} is outside the LLM's {self.table.shape[0]} tokens")
+        self._check(self.token_ids)
         self.rows = self.table[self.token_ids.to(self.table.device)].float().to(self.rows.device)
 
     def forward(self, x: torch.Tensor, last_probs: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import tempfile
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -146,10 +147,7 @@ async def run_level(replicas: list[Replica], questions: list[np.ndarray], refere
     answers = {i: first_answer(r.events()) for i, r in zip(ids, records)}
     disagreements = [{"user": i, "reference": references[i], "got": got}
                      for i, got in answers.items() if got and not agrees(got, references[i])]
-    errors: dict[str, int] = {}
-    for record in records:
-        for error in record.events("error"):
-            errors[error["code"]] = errors.get(error["code"], 0) + 1
+    errors = Counter(error["code"] for record in records for error in record.events("error"))
     chunks = list(server.metrics.chunk_latency_ms.recent)
     packets = [ms for ms in map(first_packet_ms, records) if ms is not None]
     return _level(users, chunks, packets, len(disagreements), sum(1 for a in answers.values() if a),
@@ -160,10 +158,7 @@ async def run_alone(replicas: list[Replica], questions: list[np.ndarray], refere
                     tail_s: float) -> LevelResult:
     """The single-user level: users 0 .. users - 1 each alone on the server, one after another."""
     runs = [await run_level(replicas, questions, references, 1, tail_s, first_user=i) for i in range(users)]
-    errors: dict[str, int] = {}
-    for run in runs:
-        for code, n in run.errors.items():
-            errors[code] = errors.get(code, 0) + n
+    errors = sum((Counter(run.errors) for run in runs), Counter())
     return _level(1, [ms for r in runs for ms in r.chunk_samples_ms],
                   [ms for r in runs for ms in r.first_packet_samples_ms], sum(r.cross_talk for r in runs),
                   sum(r.answered for r in runs), sum(r.expected_answers for r in runs), errors,
@@ -174,7 +169,7 @@ def _level(users: int, chunks: list[float], packets: list[float], cross_talk: in
            errors: dict[str, int], disagreements: list[dict[str, str | int]]) -> LevelResult:
     latency = percentiles(chunks)
     realtime = latency["p95"] is not None and latency["p95"] <= REALTIME_MS and "too_far_behind" not in errors
-    return LevelResult(users, latency, percentiles(packets), cross_talk, answered, expected, realtime, errors,
+    return LevelResult(users, latency, percentiles(packets), cross_talk, answered, expected, realtime, dict(errors),
                        disagreements, chunks, packets)
 
 

@@ -114,10 +114,9 @@ class CopyPromptModel(nn.Module):
         loss, accuracy = next_token_loss(hidden, packed.labels.to(device), self.llm.logits)
         return loss, {"token_accuracy": accuracy}
 
-    def copy(self, text: str, gaps: torch.Tensor | None = None) -> str:
-        """What the LLM writes back for `text` (greedy), heard with `gaps` blanks (default none)."""
+    def copy(self, text: str, gaps: torch.Tensor) -> str:
+        """What the LLM writes back for `text` (greedy), heard with `gaps` blanks (`blank_gaps`)."""
         ids = torch.tensor(self.llm.tokenizer.encode(text, add_special_tokens=False), device=self.prompt.device)
-        gaps = torch.zeros(ids.numel() + 2, dtype=torch.long) if gaps is None else gaps
         return self.form.read(self.llm, self.prompt, self.heard(ids, gaps))
 
 

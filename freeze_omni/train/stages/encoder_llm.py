@@ -35,7 +35,6 @@ from freeze_omni.eval.metrics import error_rates
 from freeze_omni.llm import FrozenLLM
 from freeze_omni.speech_input import SpeechInput
 from freeze_omni.train.embedding_ctc import embedding_ctc_loss
-from freeze_omni.train.data import read_utterances
 from freeze_omni.train.sequences import next_token_loss
 from freeze_omni.train.stages.copy_prompt import CopyPromptSettings, trained_prompt
 from freeze_omni.train.stages.encoder_ctc import build_encoder, chunk_frames_160ms
@@ -148,11 +147,8 @@ def load_speech_input(settings: EncoderLLMSettings, llm: FrozenLLM, vocabulary: 
         state = torch.load(path, map_location="cpu", weights_only=False)["model"]
         encoder.load_state_dict({k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")})
     if vocabulary is None:
-        vocabulary = []
-    if settings.adapter_tokens and not vocabulary:
-        train = read_utterances(settings.corpus_dir() / "train.jsonl", settings.max_utterance_seconds,
-                                limit=settings.train_limit or None)
-        vocabulary = transcript_vocabulary(llm, [u.text for u in train])
+        spoken = [u.text for u in settings.train_utterances()] if settings.adapter_tokens else []
+        vocabulary = transcript_vocabulary(llm, spoken)
     speech_input = SpeechInput(encoder, llm.hidden_size, settings.prompt_length, settings.adapter_norm, len(vocabulary))
     if vocabulary:
         speech_input.adapter.readout.set_vocabulary(vocabulary)
@@ -187,25 +183,19 @@ class EncoderLLMStage(ChunkedSpeechData):
         self.module = build_model(settings, llm)
         super().__init__(settings, featurizer(self.module.speech_input.encoder.config))
         self.chunk_160ms = chunk_frames_160ms(self.module.speech_input.encoder)
-        self._classes: dict[int, int] | None = None
+        readout = self.module.readout
+        # LLM id -> the token readout's class (1-based; 0 is the blank)
+        self.token_class = {} if readout is None else {i: c + 1 for c, i in enumerate(readout.token_ids.tolist())}
 
     def load(self, spec: BatchSpec, device: torch.device) -> dict[str, Any]:
         feats, lengths, texts = self.training_features(spec)
         targets = [torch.tensor(self.module.target_ids(t), device=device) for t in texts]
         batch = {"feats": feats.to(device), "lengths": lengths.to(device), "targets": targets,
                  "chunk_size": spec[1], "left_chunks": spec[2]}
-        readout = self.module.readout
-        if readout is not None:
-            tokenizer, index = self.module.llm.tokenizer, self._token_classes()
-            batch["token_classes"] = [torch.tensor([index[i] for i in tokenizer.encode(t, add_special_tokens=False)],
-                                                   device=device) for t in texts]
+        if self.module.readout is not None:
+            ids = [self.module.llm.tokenizer.encode(t, add_special_tokens=False) for t in texts]
+            batch["token_classes"] = [torch.tensor([self.token_class[i] for i in row], device=device) for row in ids]
         return batch
-
-    def _token_classes(self) -> dict[int, int]:
-        """LLM id -> the token readout's class (1-based)."""
-        if self._classes is None:
-            self._classes = {int(i): c + 1 for c, i in enumerate(self.module.readout.token_ids.tolist())}
-        return self._classes
 
     def evaluate(self, module: EncoderLLMModel) -> dict[str, float]:
         """WER of the LLM's transcripts of held-out speech heard in 160 ms chunks."""

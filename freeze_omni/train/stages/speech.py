@@ -15,8 +15,8 @@ from freeze_omni.encoder import sample_chunk_config
 from freeze_omni.eval.manifest import evenly_spaced
 from freeze_omni.paths import data_dir
 from freeze_omni.train.config import StageSettings
-from freeze_omni.train.data import (SpecAugmentConfig, load_feature_batch, plan_chunked_batches, read_utterances,
-                                    spec_augment)
+from freeze_omni.train.data import (SpecAugmentConfig, Utterance, load_feature_batch, plan_chunked_batches,
+                                    read_utterances, spec_augment)
 
 BatchSpec = tuple[list[int], int, int, int]  # utterance indices, chunk size, left chunks, SpecAugment seed
 
@@ -36,16 +36,19 @@ class SpeechDataSettings(StageSettings):
     def corpus_dir(self) -> Path:
         return Path(self.corpus) if self.corpus else data_dir() / "corpus" / "default"
 
+    def train_utterances(self) -> list[Utterance]:
+        """The training split as these settings select it (length cap, `train_limit`)."""
+        return read_utterances(self.corpus_dir() / "train.jsonl", self.max_utterance_seconds,
+                               limit=self.train_limit or None)
+
 
 class ChunkedSpeechData:
     def __init__(self, settings: SpeechDataSettings, featurize: Callable[[np.ndarray], np.ndarray]) -> None:
         self.settings = settings
         self.featurize = featurize
-        corpus = settings.corpus_dir()
-        self.train_set = read_utterances(corpus / "train.jsonl", settings.max_utterance_seconds,
-                                         limit=settings.train_limit or None)
-        self.dev_set = evenly_spaced(read_utterances(corpus / "dev.jsonl", settings.max_utterance_seconds),
-                                     settings.eval_utterances)
+        self.train_set = settings.train_utterances()
+        dev = read_utterances(settings.corpus_dir() / "dev.jsonl", settings.max_utterance_seconds)
+        self.dev_set = evenly_spaced(dev, settings.eval_utterances)
 
     def plan(self, epoch: int, seed: int) -> list[BatchSpec]:
         return plan_chunked_batches(self.train_set, self.settings.max_batch_seconds, seed, epoch, self._sample_chunk)
