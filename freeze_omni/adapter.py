@@ -15,7 +15,12 @@ trained on text alone already makes it repeat; speech mapped to free vectors by 
 loss alone did not get there on this CPU's budget. A token's posterior often stays high for two
 or three frames, and the LLM copied each of them ("the the"), so a frame counts only the rise of a
 token's probability over the frame before (the chance the token starts there); the rest goes to
-the blank. That needs the last frame's posteriors, carried in `AdapterCache`.
+the blank. That needs the last frame's posteriors, carried in `AdapterCache`. A stream's first
+frame has nothing before it: it holds the readout's prior over first words ("What" 0.17, "The" 0.07
+whatever is said), so it is measured against itself and reads as blank. A session's turn starts with
+its pre-roll, so nothing is spoken in that frame. Only the
+`READ_TOKENS` largest rises of a frame are read (the rest goes to the blank too): they hold nearly
+all of it, and reading every row of the vocabulary took twice the time of the rest of the step.
 
 Output t of a convolution reads inputs 2t - k + 2 .. 2t + 1, so it is complete as soon as the
 second frame of its pair arrives: a 160 ms encoder chunk gives exactly two embeddings with nothing
@@ -36,6 +41,7 @@ from freeze_omni.encoder.subsampling import CausalConv1d
 
 FEATURE_RATE = 100.0  # feature frames per second (10 ms hop)
 LLM_RATE = 12.5  # embeddings per second into the LLM, as in the published system
+READ_TOKENS = 8  # token rises a readout frame reads; the rest of its weight goes to the blank
 
 
 @dataclass(frozen=True)
@@ -124,9 +130,11 @@ class TokenReadout(nn.Module):
             raise RuntimeError("token readout has no LLM embeddings: call attach() with the LLM's table first")
         log_probs = self.logits(x).float().log_softmax(-1)
         probs = log_probs.exp()
-        before = probs.new_zeros(probs.shape[0], 1, probs.shape[2]) if last_probs is None else last_probs[:, None]
-        starts = (probs - torch.cat([before, probs[:, :-1]], 1))[..., 1:].clamp_min(0)
-        return starts @ self.rows + (1 - starts.sum(-1, keepdim=True)) * self.blank, log_probs
+        before = probs[:, :1] if last_probs is None else last_probs[:, None]
+        rises = (probs - torch.cat([before, probs[:, :-1]], 1))[..., 1:].clamp_min(0)
+        starts, tokens = rises.topk(min(READ_TOKENS, rises.shape[-1]), -1)
+        embeds = (starts.unsqueeze(-1) * self.rows[tokens]).sum(-2)
+        return embeds + (1 - starts.sum(-1, keepdim=True)) * self.blank, log_probs
 
     def greedy_ids(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
         """[b, t, vocabulary + 1] -> the LLM ids of each row's best path (repeats merged, blanks dropped)."""

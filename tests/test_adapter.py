@@ -3,7 +3,7 @@ import random
 import pytest
 import torch
 
-from freeze_omni.adapter import Adapter, AdapterConfig
+from freeze_omni.adapter import READ_TOKENS, Adapter, AdapterConfig
 from freeze_omni.encoder import SCRATCH, WHISPER_TINY_EN
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -101,19 +101,33 @@ def test_token_readout_steps_equal_forward_and_its_posteriors_are_distributions(
 def test_token_readout_reads_a_held_token_once_and_a_repeated_one_twice():
     adapter, table = _token_adapter()
     readout, rows, blank = adapter.readout, table[3:13:2], adapter.readout.blank
-    # classes per frame: token 2 held for three frames, a blank, token 2 again, then token 4 straight after
-    path = [2, 2, 2, 0, 2, 4]
+    # classes per frame: a token at the stream start, a blank, token 2 held for three frames, a blank,
+    # token 2 again, then token 4 straight after
+    path = [3, 0, 2, 2, 2, 0, 2, 4]
     with torch.no_grad():
         readout.logits.weight.zero_()
         readout.logits.bias.zero_()
         x = torch.zeros(1, len(path), 24)
-        embeds, _ = readout(x)  # all-uniform posteriors: only the first frame has a rise
-        assert torch.allclose(embeds[0, 1:], blank.expand(5, -1))
+        embeds, _ = readout(x)  # all-uniform posteriors: nothing rises
+        assert torch.allclose(embeds[0], blank.expand(len(path), -1))
         readout.logits.weight[:, :6] = torch.eye(6) * 50  # frame features are then the frames' logits
         x[0, :, :6] = torch.nn.functional.one_hot(torch.tensor(path), 6).float()
         embeds, _ = readout(x)
-    expected = [rows[1], blank, blank, blank, rows[1], rows[3]]
+    expected = [blank, blank, rows[1], blank, blank, blank, rows[1], rows[3]]  # the first frame has heard nothing
     assert all(torch.allclose(e, want, atol=1e-4) for e, want in zip(embeds[0], expected))
+
+
+def test_token_readout_reads_only_the_largest_rises_and_gives_the_rest_to_the_blank():
+    adapter, table = _token_adapter(vocabulary=20)
+    readout = adapter.readout
+    with torch.no_grad():
+        readout.logits.weight.zero_()
+        readout.logits.bias.copy_(torch.arange(21.0) / 4)  # one frame, 21 distinct rises over a silent frame
+        embeds, log_probs = readout(torch.zeros(1, 1, 24), last_probs=torch.zeros(1, 21))
+    probs = log_probs.exp()[0, 0, 1:]
+    kept = probs[-READ_TOKENS:]  # the largest rises: the last tokens
+    expected = kept @ readout.rows[-READ_TOKENS:] + (1 - kept.sum()) * readout.blank
+    assert READ_TOKENS < 20 and torch.allclose(embeds[0, 0], expected, atol=1e-5)
 
 
 def test_token_readout_greedy_path_merges_repeats_and_maps_to_llm_ids():

@@ -12,7 +12,9 @@ from freeze_omni.llm import FrozenLLM
 from freeze_omni.train.config import TrainConfig
 from freeze_omni.train.loop import train
 from freeze_omni.train.stages import encoder_qa
-from freeze_omni.train.stages.encoder_llm import EncoderLLMSettings, EncoderLLMStage
+from freeze_omni.train.stages.encoder_llm import (
+    TRANSCRIPT_TOKENS_EXTRA, TRANSCRIPT_TOKENS_PER_EMBEDDING, EncoderLLMSettings, EncoderLLMStage,
+)
 
 
 def test_stage_trains_the_speech_side_and_never_the_llm(tiny_corpus, tmp_path):
@@ -96,3 +98,22 @@ def test_targets_close_the_quote_and_hypotheses_end_there(tiny_corpus):
     assert module.form.suffix_ids.tolist()[-len(lead):] == lead
     ids = module.target_ids("hello there")
     assert ids[-1] == module.form.end_id and llm.tokenizer.decode(ids[:-1]) == 'hello there"'
+
+
+def test_a_transcript_is_no_longer_than_its_speech_allows(tiny_corpus, monkeypatch):
+    llm = FrozenLLM.from_hf_model(*tiny_hf_model("qwen2"))
+    module = EncoderLLMStage(EncoderLLMSettings(corpus=str(tiny_corpus)), llm=llm).module.eval()
+    written = []
+    generate = llm.generate_from_embeds
+
+    def counted(*args, **kwargs):
+        tokens = list(generate(*args, **kwargs))
+        written.append(len(tokens))
+        return tokens
+
+    monkeypatch.setattr(llm, "generate_from_embeds", counted)
+    feats = torch.randn(1, 200, module.speech_input.encoder.config.n_mels)  # 2 s: 25 embeddings at 12.5 Hz
+    with torch.no_grad():
+        module.transcribe(feats, torch.tensor([200]), 16, UNLIMITED, max_tokens=80)
+    n = module.speech_input(feats, torch.tensor([200]), 16, UNLIMITED)[1].item()
+    assert written == [int(n * TRANSCRIPT_TOKENS_PER_EMBEDDING) + TRANSCRIPT_TOKENS_EXTRA]  # a random LLM never stops

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from freeze_omni.cli import add_leaf
+from freeze_omni.cli import add_leaf, non_negative_int
 from freeze_omni.eval.report import add_report_arguments, emit
 
 
@@ -13,7 +13,8 @@ def run(args: argparse.Namespace) -> int:
     from freeze_omni.eval.asr import evaluate_asr, load_recognizer
 
     recognizer = load_recognizer(args.checkpoint, args.mode)
-    result = evaluate_asr(args.manifest, recognizer, chunked=not args.full_context, limit=args.limit)
+    result = evaluate_asr(args.manifest, recognizer, chunked=not args.full_context, limit=args.limit,
+                          lead_ms=args.lead_ms)
     emit(result, args, f"ASR ({args.mode}, {'full context' if args.full_context else '160 ms chunks'})")
     return 0
 
@@ -27,4 +28,6 @@ def register(commands) -> None:
                      help="last.pt of `train encoder-llm` (llm, tokens) or `train encoder-ctc` (ctc)")
     sub.add_argument("--full-context", action="store_true", help="offline: no chunk mask")
     sub.add_argument("--limit", type=int, help="N utterances spread evenly over the manifest")
+    sub.add_argument("--lead-ms", type=non_negative_int, default=0, metavar="MS",
+                     help="silence before each file, as a live turn starts with its pre-roll (the engine's: 960 ms)")
     add_report_arguments(sub)

@@ -3,7 +3,8 @@ head (`ctc`) or a token readout's own greedy CTC path (`tokens`, no LLM).
 
 Chunked (the default) means the encoder sees 160 ms chunks with unlimited left context, exactly
 what a live session hears (the masked forward equals the streaming `step`, which the encoder
-tests prove); `--full-context` gives the offline figure of the same model.
+tests prove); `--full-context` gives the offline figure of the same model. A live turn also starts
+with the session's pre-roll, most of it quiet: `lead_ms` puts that much silence before each file.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -73,7 +75,7 @@ def load_recognizer(checkpoint: str | Path, mode: str, llm: FrozenLLM | None = N
 
 
 def evaluate_asr(manifest: str | Path, recognizer: Recognizer, chunked: bool = True,
-                 limit: int | None = None) -> dict[str, Any]:
+                 limit: int | None = None, lead_ms: int = 0) -> dict[str, Any]:
     items = evenly_spaced(read_speech_manifest(manifest), limit)
     chunk = recognizer.chunk_160ms if chunked else FULL_CONTEXT
     hypotheses, audio_s, busy_s = [], 0.0, 0.0
@@ -82,6 +84,7 @@ def evaluate_asr(manifest: str | Path, recognizer: Recognizer, chunked: bool = T
             audio = read_audio(item.audio)
         except AudioError as err:
             raise FreezeOmniError(f"{manifest}:{item.line}: {err}") from None
+        audio = np.concatenate([np.zeros(lead_ms * SAMPLE_RATE // 1000, audio.dtype), audio])
         start = time.perf_counter()
         feats, lengths = pad_features([recognizer.featurize(audio)])
         with torch.inference_mode():
@@ -91,7 +94,7 @@ def evaluate_asr(manifest: str | Path, recognizer: Recognizer, chunked: bool = T
     rates = error_rates([item.text for item in items], hypotheses)
     return {
         "wer": rates.wer, "cer": rates.cer, "rtf": busy_s / audio_s, "n": rates.n, "mode": recognizer.mode,
-        "chunked": chunked, "manifest": str(manifest),
+        "chunked": chunked, "lead_ms": lead_ms, "manifest": str(manifest),
         "utterances": [{"audio": item.audio_as_written, "reference": item.text, "hypothesis": hyp, "wer": utt.wer}
                        for item, hyp, utt in zip(items, hypotheses, rates.utterances)],
     }
