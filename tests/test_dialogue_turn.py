@@ -51,6 +51,7 @@ from freeze_omni.dialogue import (
 )
 
 from freeze_omni.dialogue.phrases import PhraseRule
+from freeze_omni.adapter import LLM_RATE
 from freeze_omni.dialogue.turn import CHUNK_SAMPLES
 from freeze_omni.llm.state_head import StateHead
 
@@ -92,6 +93,16 @@ def test_turns_append_the_template_and_the_answer_and_the_history_grows(llm, spe
     assert [(h.role, h.text, h.interrupted) for h in session.history] == [
         ("user", None, False), ("assistant", text_1, False), ("user", None, False), ("assistant", text_2, False)]
     assert session.history[0].start_ms == of_type(first, SpeechStarted)[0].speech_ms
+
+
+@pytest.mark.parametrize("quiet_before", [0.0, 2.0])
+def test_every_turn_starts_with_a_whole_pre_roll_even_in_a_new_session(llm, speech_input, detector, speech, heard,
+                                                                        quiet_before):
+    engine = make_engine(llm, speech_input, detector, forced_head(llm, LISTEN))
+    session = engine.new_session("user")
+    events = engine.accept_audio(session, conversation(silence(quiet_before), speech["q1"]))
+    assert of_type(events, SpeechStarted) and heard
+    assert heard[0].shape[0] == round(engine.config.preroll_ms / 1000 * LLM_RATE)  # 960 ms at 12.5 Hz
 
 
 @torch.no_grad()

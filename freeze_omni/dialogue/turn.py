@@ -13,7 +13,8 @@ Exact rules. Times are input-stream times: ms of user audio accepted so far (the
    Each chunk goes through the VAD and into a pre-roll buffer of the last `preroll_ms`.
 2. A VAD start while no user turn is being heard opens one. The turn's LLM input is user_start
    ids, the prompt embeddings, then the speech, starting with the whole pre-roll (this chunk
-   included), through features -> encoder -> adapter -> `FrozenLLM.prefill`.
+   included; silence where the session is younger than the pre-roll, so every turn starts with the
+   same lead), through features -> encoder -> adapter -> `FrozenLLM.prefill`.
    - With no answer active the turn extends the conversation KV itself, from its current length
      (the turn start).
    - With an answer active (answering or speaking) it is a barge-in: the turn extends a copy of
@@ -194,7 +195,7 @@ class TurnEngine:
                 s.listening.ended_at_ms = s.listening.speech_end_ms = None
             else:
                 s.listening = yield from self._open_turn(s, vad.t_ms)
-                audio = s.preroll
+                audio = np.pad(s.preroll, (self.config.preroll_samples - s.preroll.size, 0))
         if s.listening is not None:
             events += yield from self._listen(s, audio, now)
         return events + self._finish_if_played(s) + self._pause_or_resume(s, now)
