@@ -7,7 +7,7 @@ import argparse
 import sys
 import time
 
-from freeze_omni.cli import add_leaf
+from freeze_omni.cli import add_leaf, positive_int
 from freeze_omni.eval.report import add_report_arguments, emit
 
 PHRASES = (
@@ -79,7 +79,7 @@ def register(commands) -> None:
     sub = add_leaf(commands, "speech-out", "first packet latency and real-time factor of speech output", run)
     sub.add_argument("--decoder", help="decoder weights (default: the default model's)")
     sub.add_argument("--codec", help="codec weights (default: the default model's)")
-    sub.add_argument("--top-k", type=int, default=2)
+    sub.add_argument("--top-k", type=positive_int, default=1, help="default 1, as the dialogue speaks")
     sub.add_argument("--repeats", type=int, default=3)
     sub.add_argument("--threads", type=int, default=1, help="torch and ONNX Runtime threads (default 1)")
     sub.add_argument("--step", choices=("onnx", "torch"), default="onnx",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from freeze_omni.cli import add_leaf
+from freeze_omni.cli import add_leaf, positive_int
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,7 +43,8 @@ def register(commands) -> None:
     sub = add_leaf(commands, "say", "speak text in the system's voice (speech decoder + codec, no LLM)", run)
     sub.add_argument("text", help="what to say ('-' reads stdin)")
     sub.add_argument("-o", "--output", type=Path, required=True, help="output WAV (22.05 kHz mono)")
-    sub.add_argument("--top-k", type=int, default=2, help="AR sampling among the k likeliest symbols (default 2)")
+    sub.add_argument("--top-k", type=positive_int, default=1,
+                     help="AR sampling among the k likeliest symbols (default 1, as the dialogue speaks)")
     sub.add_argument("--seed", type=int, default=0)
     sub.add_argument("--decoder", type=Path, help="decoder weights (default: the default model's)")
     sub.add_argument("--codec", type=Path, help="codec weights (default: the default model's)")
