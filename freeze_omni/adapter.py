@@ -137,10 +137,11 @@ class TokenReadout(nn.Module):
         return embeds + (1 - starts.sum(-1, keepdim=True)) * self.blank, log_probs
 
     def greedy_ids(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
-        """[b, t, vocabulary + 1] -> the LLM ids of each row's best path (repeats merged, blanks dropped)."""
+        """[b, t, vocabulary + 1] -> the LLM ids of each row's best path (repeats merged, blanks dropped;
+        the first frame is a blank, as `forward` reads it)."""
         rows = []
         for path, n in zip(log_probs.argmax(-1).tolist(), lengths.tolist()):
-            path = path[:n]
+            path = [0] + path[1:n] if n else []
             rows.append([int(self.token_ids[c - 1]) for i, c in enumerate(path) if c and (i == 0 or c != path[i - 1])])
         return rows
 

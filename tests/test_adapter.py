@@ -136,6 +136,8 @@ def test_token_readout_greedy_path_merges_repeats_and_maps_to_llm_ids():
     log_probs = torch.nn.functional.one_hot(path, 6).float().log()
     assert adapter.readout.greedy_ids(log_probs, torch.tensor([9])) == [[5, 5, 11, 3]]
     assert adapter.readout.greedy_ids(log_probs, torch.tensor([4])) == [[5]]
+    assert adapter.readout.greedy_ids(log_probs[:, 2:], torch.tensor([7])) == [[5, 11, 3]]  # the first frame is blank
+    assert adapter.readout.greedy_ids(log_probs, torch.tensor([0])) == [[]]
 
 
 def test_token_readout_needs_the_llm_and_follows_loaded_vocabularies():
