@@ -20,7 +20,7 @@ frame has nothing before it: it holds the readout's prior over first words ("Wha
 whatever is said), so it is measured against itself and reads as blank. A session's turn starts with
 its pre-roll, so nothing is spoken in that frame. Only the
 `READ_TOKENS` largest rises of a frame are read (the rest goes to the blank too): they hold nearly
-all of it, and reading every row of the vocabulary took twice the time of the rest of the step.
+all of it, and the product over every row of the vocabulary was most of the readout's time.
 
 Output t of a convolution reads inputs 2t - k + 2 .. 2t + 1, so it is complete as soon as the
 second frame of its pair arrives: a 160 ms encoder chunk gives exactly two embeddings with nothing
