@@ -118,8 +118,7 @@ def test_token_readout_reads_a_held_token_once_and_a_repeated_one_twice():
 
 
 def test_token_readout_reads_only_the_largest_rises_and_gives_the_rest_to_the_blank():
-    adapter, table = _token_adapter(vocabulary=20)
-    readout = adapter.readout
+    readout = _token_adapter(vocabulary=20)[0].readout
     with torch.no_grad():
         readout.logits.weight.zero_()
         readout.logits.bias.copy_(torch.arange(21.0) / 4)  # one frame, 21 distinct rises over a silent frame

@@ -34,6 +34,7 @@ from dialogue_support import (
     system_ids,
     user_prefix,
 )
+from freeze_omni.adapter import LLM_RATE
 from freeze_omni.errors import AudioError
 from freeze_omni.dialogue import (
     AnswerAudio,
@@ -51,7 +52,6 @@ from freeze_omni.dialogue import (
 )
 
 from freeze_omni.dialogue.phrases import PhraseRule
-from freeze_omni.adapter import LLM_RATE
 from freeze_omni.dialogue.turn import CHUNK_SAMPLES
 from freeze_omni.llm.state_head import StateHead
 
