@@ -155,8 +155,8 @@ class Adapter(nn.Module):
             for _ in range(config.layers))
         if config.vocabulary and config.output_norm:
             raise ValueError("a token readout emits the LLM's own embeddings: it takes no output norm")
-        vocabulary = config.vocabulary
-        self.readout = TokenReadout(config.input_dim, config.output_dim, vocabulary) if vocabulary else None
+        self.readout = (TokenReadout(config.input_dim, config.output_dim, config.vocabulary)
+                        if config.vocabulary else None)
         self.proj = None if config.vocabulary else nn.Linear(config.input_dim, config.output_dim)
         self.norm = nn.RMSNorm(config.output_dim) if config.output_norm else None
 

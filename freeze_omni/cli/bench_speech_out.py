@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     model = load_decoder(args.decoder or DEFAULT_DECODER_PATH)
     codec = Codec.load(args.codec) if args.codec else Codec.load()
-    speaker = speaker_for_inference(model, codec, SamplingConfig(top_k=args.top_k), threads=args.threads,
+    speaker = speaker_for_inference(model, codec, SamplingConfig(top_k=args.top_k or SamplingConfig.top_k), threads=args.threads,
                                     onnx=args.step == "onnx")
     generator = torch.Generator().manual_seed(0)
 
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         "first_packet_ms_p95": float(np.percentile(first_ms, 95)),
         "x_realtime": audio_s / compute_s,
         "first_packet_tokens": speaker.packets.first_tokens,
-        "top_k": args.top_k,
+        "top_k": speaker.sampling.top_k,
         "threads": torch.get_num_threads(),
         "step": "onnx" if speaker.onnx_step is not None else "torch",
         "phrases": len(first_ms),
@@ -79,7 +79,7 @@ def register(commands) -> None:
     sub = add_leaf(commands, "speech-out", "first packet latency and real-time factor of speech output", run)
     sub.add_argument("--decoder", help="decoder weights (default: the default model's)")
     sub.add_argument("--codec", help="codec weights (default: the default model's)")
-    sub.add_argument("--top-k", type=positive_int, default=1, help="default 1, as the dialogue speaks")
+    sub.add_argument("--top-k", type=positive_int, help="default: as the dialogue speaks")
     sub.add_argument("--repeats", type=int, default=3)
     sub.add_argument("--threads", type=int, default=1, help="torch and ONNX Runtime threads (default 1)")
     sub.add_argument("--step", choices=("onnx", "torch"), default="onnx",

@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     model = load_decoder(args.decoder or DEFAULT_DECODER_PATH)
     codec = Codec.load(args.codec) if args.codec else Codec.load()
-    speaker = speaker_for_inference(model, codec, SamplingConfig(top_k=args.top_k, seed=args.seed), use_prefix=False,
+    speaker = speaker_for_inference(model, codec, SamplingConfig(top_k=args.top_k or SamplingConfig.top_k, seed=args.seed), use_prefix=False,
                                     threads=args.threads)
     packets = list(speak_text(speaker, text))
     if not packets:
@@ -43,8 +43,8 @@ def register(commands) -> None:
     sub = add_leaf(commands, "say", "speak text in the system's voice (speech decoder + codec, no LLM)", run)
     sub.add_argument("text", help="what to say ('-' reads stdin)")
     sub.add_argument("-o", "--output", type=Path, required=True, help="output WAV (22.05 kHz mono)")
-    sub.add_argument("--top-k", type=positive_int, default=1,
-                     help="AR sampling among the k likeliest symbols (default 1, as the dialogue speaks)")
+    sub.add_argument("--top-k", type=positive_int,
+                     help="AR sampling among the k likeliest symbols (default: as the dialogue speaks)")
     sub.add_argument("--seed", type=int, default=0)
     sub.add_argument("--decoder", type=Path, help="decoder weights (default: the default model's)")
     sub.add_argument("--codec", type=Path, help="codec weights (default: the default model's)")

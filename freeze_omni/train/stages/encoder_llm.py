@@ -38,14 +38,14 @@ from freeze_omni.train.embedding_ctc import embedding_ctc_loss
 from freeze_omni.train.sequences import next_token_loss
 from freeze_omni.train.stages.copy_prompt import CopyPromptSettings, trained_prompt
 from freeze_omni.train.stages.encoder_ctc import build_encoder, chunk_frames_160ms
+from freeze_omni.train.stages.speech import BatchSpec, ChunkedSpeechData, SpeechDataSettings
+from freeze_omni.train.transcript_form import ASR_INSTRUCTION, TranscriptForm
 
 # A transcript's length guard: speech embeddings come at 12.5 Hz and speech carries ~4 LLM tokens a
 # second, so half a token per embedding (plus the closing text) is room to spare; a copy that loops
 # ("the law of the law of ...") stops there instead of at `max_tokens`.
 TRANSCRIPT_TOKENS_PER_EMBEDDING = 0.5
 TRANSCRIPT_TOKENS_EXTRA = 8
-from freeze_omni.train.stages.speech import BatchSpec, ChunkedSpeechData, SpeechDataSettings
-from freeze_omni.train.transcript_form import ASR_INSTRUCTION, TranscriptForm
 
 
 @dataclass
