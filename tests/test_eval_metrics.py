@@ -43,6 +43,11 @@ def test_corpus_rates_weigh_by_length_not_by_utterance():
     ("Okay, fine.", "ok fine"),
     ("nineteen eighty four", "1984"),
     ("HELLO,   World!", "hello world"),
+    ("May twenty ninth", "May 29th"),
+    ("at two fifteen", "at 2:15"),
+    ("at ten forty five", "at 10.45"),
+    ("The deadline is August sixth.", "The deadline is August 6."),
+    ("three nine one, five zero zero four", "391-5004"),
 ])
 def test_normalisation_makes_equivalent_texts_equal(a, b):
     assert normalize(a) == normalize(b)
@@ -52,6 +57,9 @@ def test_normalisation_makes_equivalent_texts_equal(a, b):
 
 def test_normalisation_keeps_real_differences():
     assert normalize("twenty three") != normalize("thirty two")
+    assert normalize("May twenty ninth") != normalize("May 28th")
+    assert normalize("at two fifteen") != normalize("at 2:50")
+    assert normalize("three nine one") != normalize("3 9 2")
     assert error_rates(["it is twenty three degrees"], ["it is 32 degrees"]).wer == pytest.approx(1 / 4)
     assert error_rates(["the cat"], ["the cat"], normalise=False).wer == 0.0
     assert error_rates(["The cat."], ["the cat"], normalise=False).wer == 1.0

@@ -63,8 +63,13 @@ def test_with_the_speech_side_kept_only_the_state_head_learns(tiny_corpus, tmp_p
     llm = FrozenLLM.from_hf_model(*tiny_hf_model("qwen2"))
     settings = EncoderQASettings(corpus=str(tiny_corpus), answers_dir=str(tmp_path / "answers"), max_answer_tokens=5,
                                  conversations_per_batch=2, eval_turns=2, ignore_share=0.5, train_adapter=False,
-                                 train_prompt=False)
+                                 train_prompt=False, decide_after=0.08)
     stage = EncoderQAStage(settings, llm=llm)
+    # decide_after = listen_margin: a turn's chunks listen, then decide, with no unlabelled gap
+    # (the default 0.24 s always leaves one chunk between them unlabelled)
+    for conversation in stage.load(stage.plan(0, 0)[0], torch.device("cpu"))["conversations"]:
+        for item in conversation:
+            assert IGNORE not in item.labels and item.labels[0] == DialogueState.LISTEN
     speech_before = {k: v.clone() for k, v in stage.module.speech_input.state_dict().items()}
     head_before = stage.module.state_head.proj.weight.detach().clone()
     config = TrainConfig(out_dir=str(tmp_path / "run"), max_steps=2, eval_every=0, checkpoint_every=2, threads=1,

@@ -28,6 +28,14 @@ def test_labels_listen_during_the_sound_then_decide():
     assert chunk_labels(0.08, DialogueState.ANSWER, 0, settings) == [IGNORE, ANSWER]
 
 
+def test_a_shorter_decide_after_moves_the_decision_earlier_with_no_gap():
+    settings = TurnSettings(listen_margin=0.08, decide_after=0.08)
+    # sound ends at 1.00 s: chunk 6 ends at 1.12, the first at or after 1.08, and decides
+    assert chunk_labels(1.0, DialogueState.ANSWER, 1, settings) == [LISTEN] * 6 + [ANSWER] * 2
+    with pytest.raises(ValueError, match="decide_after"):
+        TurnSettings(listen_margin=0.08, decide_after=0.04)
+
+
 def utterances(n_requests=10, n_fillers=3):
     return ([Utterance(f"q{i}.wav", f"question {i}", "question", 0.1, 1.0 + 0.1 * i) for i in range(n_requests)]
             + [Utterance(f"f{i}.wav", "um", "filler", 0.1, 0.4) for i in range(n_fillers)])

@@ -3,7 +3,8 @@
 An ASR writes "23", "it's" and "colour" where a reference says "twenty-three", "it is" and
 "color"; counting those as errors would measure spelling, not intelligibility. Both sides go
 through the same normaliser (OpenAI Whisper's English one: numbers to digits, contractions,
-British/American spelling, punctuation and fillers dropped) before jiwer aligns them.
+British/American spelling, punctuation and fillers dropped), plus a few rules of our own for
+numbers it writes in more than one way (times, dates, digit strings), before jiwer aligns them.
 
 Rates are corpus-level: total edits over total reference words (or characters), so a long
 utterance weighs more than a short one, as in every published WER.
@@ -19,8 +20,23 @@ import jiwer
 from whisper_normalizer.english import EnglishTextNormalizer
 
 # Whisper's normaliser leaves these pairs different although they say the same thing.
-_BEFORE = [(re.compile(r"\ban? (hundred|thousand|million|billion)\b", re.IGNORECASE), r"one \1")]
-_AFTER = [(re.compile(r"\bokay\b"), "ok"), (re.compile(r"\bcannot\b"), "can not")]
+_BEFORE = [
+    (re.compile(r"\ban? (hundred|thousand|million|billion)\b", re.IGNORECASE), r"one \1"),
+    # It builds ordinals as cardinal + "th", so it knows "nineth" but leaves "ninth" a word.
+    (re.compile(r"\bninth\b", re.IGNORECASE), "nineth"),
+    # Clock times: "2:15" as "215", the form it gives "two fifteen".
+    (re.compile(r"\b(\d{1,2}):([0-5]\d)\b"), r"\1\2"),
+]
+_AFTER = [
+    (re.compile(r"\bokay\b"), "ok"),
+    (re.compile(r"\bcannot\b"), "can not"),
+    # Whisper writes "two fifteen" as "2.15" as often as "2:15".
+    (re.compile(r"\b(\d{1,2})\.([0-5]\d)\b"), r"\1\2"),
+    # Dates: "August sixth" comes back as "August 6" as often as "August 6th".
+    (re.compile(r"\b(\d+)(?:st|nd|rd|th)\b"), r"\1"),
+    # Digits said one by one: "391 5004" and "3915004" are the same phone number.
+    (re.compile(r"(?<=\d) (?=\d)"), ""),
+]
 _WHISPER = EnglishTextNormalizer()
 
 

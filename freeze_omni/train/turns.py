@@ -90,6 +90,10 @@ class TurnSettings:
     ignore_share: float = 0.4     # conversations that end with a turn not meant for the assistant
     ignore_mix: tuple[float, float, float] = (0.5, 0.3, 0.2)  # filler/reply, fragment, noise
 
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.listen_margin <= self.decide_after:
+            raise ValueError(f"need 0 <= listen_margin <= decide_after, got {self.listen_margin} and {self.decide_after}")
+
 
 def chunk_labels(end: float, label: DialogueState, extra: int, settings: TurnSettings) -> list[int]:
     """State label of every chunk of a turn whose sound ends at `end` seconds; the last chunk

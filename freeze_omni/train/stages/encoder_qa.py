@@ -64,6 +64,7 @@ class EncoderQASettings(StageSettings):
     conversations_per_batch: int = 6
     max_turns: int = 3
     ignore_share: float = 0.4
+    decide_after: float = 0.24        # seconds of quiet after a turn's sound before its decision chunk
     train_encoder: bool = False
     train_adapter: bool = True
     train_prompt: bool = True         # with neither adapter, prompt nor encoder, only the state head
@@ -209,7 +210,8 @@ class EncoderQAStage:
         self.settings = settings
         self.module = build_model(settings, llm)
         self.featurize = featurizer(self.module.speech_input.encoder.config)
-        self.turn_settings = TurnSettings(max_turns=settings.max_turns, ignore_share=settings.ignore_share)
+        self.turn_settings = TurnSettings(decide_after=settings.decide_after, max_turns=settings.max_turns,
+                                          ignore_share=settings.ignore_share)
         corpus = Path(settings.corpus) if settings.corpus else data_dir() / "corpus" / "default"
         self.train_set = read_turn_utterances(corpus / "train.jsonl", settings.train_limit or None)
         self.dev_set = read_turn_utterances(corpus / "dev.jsonl")
