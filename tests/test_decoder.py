@@ -10,7 +10,7 @@ from freeze_omni.decoder.alignment import Vocab, codes_of, interleave, token_own
 from freeze_omni.decoder.batch import IGNORE, collate, pad_hidden
 from freeze_omni.decoder.generate import codec_tokens, speak_ids, start, step
 from freeze_omni.decoder.model import DecoderConfig, SpeechDecoder
-from freeze_omni.decoder.sampling import SamplingConfig, legal, penalise, top_k
+from freeze_omni.decoder.sampling import SamplingConfig, legal, pace, penalise, top_k
 from freeze_omni.decoder.weights import load_decoder, save_decoder
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -64,6 +64,23 @@ def test_penalty_and_top_k():
     assert top_k(logits, 1, 1.0, None) == 0
     generator = torch.Generator().manual_seed(0)
     assert {top_k(logits, 2, 1.0, generator) for _ in range(50)} == {0, 2}
+
+
+def test_pace_shifts_only_the_moves_that_end_a_phoneme():
+    logits = torch.zeros(VOCAB.outputs)
+    assert pace(logits, VOCAB, 0.0) is logits
+    slower = pace(logits, VOCAB, -2.0)
+    assert slower[VOCAB.advance] == slower[VOCAB.stop] == -2.0
+    assert slower[: VOCAB.codes].eq(0).all() and logits.eq(0).all()
+
+
+def test_a_negative_pace_bias_speaks_longer():
+    torch.manual_seed(0)
+    model = SpeechDecoder(CONFIG).eval()
+    ids = np.arange(6)
+    lengths = [speak_ids(model, ids, SamplingConfig(top_k=1, max_tokens_per_phoneme=8, pace_bias=bias)).size
+               for bias in (4.0, 0.0, -4.0)]
+    assert lengths[0] < lengths[1] < lengths[2] <= 8 * len(ids)
 
 
 def _example(seed: int = 0):

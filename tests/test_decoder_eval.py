@@ -56,6 +56,15 @@ def test_eval_report_with_and_without_prefix(codec):
     assert report["best_top_k"] in (1, 2) and {"top1_prefix", "top2_no_prefix"} <= set(report["utterances"][0])
 
 
+def test_the_pace_is_reported_and_sets_the_length_of_the_speech(codec):
+    decoder = _decoder(8)  # greedy, it holds code 3 until the length guard (ADVANCE ties with it)
+    texts = ["Hello there, how are you?"]
+    normal, fast = (evaluate_speech_out(texts, decoder, codec, [1], threads=1, floors=False, pace_bias=bias)
+                    for bias in (0.0, 1.0))
+    assert (normal["pace_bias"], fast["pace_bias"]) == (0.0, 1.0)
+    assert fast["by_top_k"]["1"]["audio_seconds"] < normal["by_top_k"]["1"]["audio_seconds"]
+
+
 def test_eval_and_bench_commands(codec, tmp_path, capsys):
     decoder = save_decoder(_decoder(8), tmp_path / "decoder.safetensors")
     codec_path = codec.save(tmp_path / "codec.safetensors")

@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"speech-out: {len(texts)} texts, top-k {args.top_k}, prefix {'on' if llm else 'off'}, "
           f"AR step on {'torch' if onnx_step is None else 'onnx'}", file=sys.stderr)
     result = evaluate_speech_out(texts, model, codec, args.top_k, llm, threads=args.threads,
-                                 floors=not args.no_floors, onnx_step=onnx_step)
+                                 floors=not args.no_floors, onnx_step=onnx_step, pace_bias=args.pace_bias)
     emit(result, args, "Speech output intelligibility (reference ASR)")
     return 0
 
@@ -58,6 +58,8 @@ def register(commands) -> None:
     sub.add_argument("--codec", type=Path, help="codec weights (default: the default model's)")
     sub.add_argument("--llm", help="HF directory or .gguf (default: the shipped backbone)")
     sub.add_argument("--threads", type=int, default=1, help="torch, ONNX Runtime and ASR threads (default 1)")
+    sub.add_argument("--pace-bias", type=float, default=0.0,
+                     help="added to the logits that end a phoneme: below 0 speaks slower (default 0)")
     sub.add_argument("--step", choices=("onnx", "torch"), default="onnx",
                      help="run the AR decoder's step on ONNX Runtime (default) or on the torch module")
     add_report_arguments(sub)

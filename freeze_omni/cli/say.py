@@ -27,8 +27,8 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     model = load_decoder(args.decoder or DEFAULT_DECODER_PATH)
     codec = Codec.load(args.codec) if args.codec else Codec.load()
-    speaker = speaker_for_inference(model, codec, SamplingConfig(top_k=args.top_k or SamplingConfig.top_k, seed=args.seed), use_prefix=False,
-                                    threads=args.threads)
+    sampling = SamplingConfig(top_k=args.top_k or SamplingConfig.top_k, seed=args.seed, pace_bias=args.pace_bias)
+    speaker = speaker_for_inference(model, codec, sampling, use_prefix=False, threads=args.threads)
     packets = list(speak_text(speaker, text))
     if not packets:
         raise FreezeOmniError(f"no speakable words in {text!r}")
@@ -45,6 +45,8 @@ def register(commands) -> None:
     sub.add_argument("-o", "--output", type=Path, required=True, help="output WAV (22.05 kHz mono)")
     sub.add_argument("--top-k", type=positive_int,
                      help="AR sampling among the k likeliest symbols (default: as the dialogue speaks)")
+    sub.add_argument("--pace-bias", type=float, default=0.0,
+                     help="added to the logits that end a phoneme: below 0 speaks slower (default 0)")
     sub.add_argument("--seed", type=int, default=0)
     sub.add_argument("--decoder", type=Path, help="decoder weights (default: the default model's)")
     sub.add_argument("--codec", type=Path, help="codec weights (default: the default model's)")

@@ -21,7 +21,7 @@ import torch
 from freeze_omni.decoder.layers import KV
 from freeze_omni.decoder.model import Prefix, SpeechDecoder
 from freeze_omni.decoder.onnx_step import OnnxStep, StepCache
-from freeze_omni.decoder.sampling import SamplingConfig, legal, penalise, top_k
+from freeze_omni.decoder.sampling import SamplingConfig, legal, pace, penalise, top_k
 
 
 @dataclass
@@ -76,7 +76,8 @@ def step(model: SpeechDecoder, state: DecoderState, sampling: SamplingConfig) ->
             torch.tensor([state.previous], device=device), state.encoded[state.pointer][None],
             torch.tensor([state.count], device=device), state.position, state.caches, state.prefix)
         logits = logits[0].float().cpu()
-    logits = legal(logits, vocab, state.pointer, state.ids, state.count, sampling.max_tokens_per_phoneme)
+    logits = pace(legal(logits, vocab, state.pointer, state.ids, state.count, sampling.max_tokens_per_phoneme),
+                  vocab, sampling.pace_bias)
     window = state.history[max(0, state.phoneme_start - sampling.repetition_window): state.phoneme_start]
     symbol = top_k(penalise(logits, window, sampling.repetition_penalty), sampling.top_k,
                    sampling.temperature, state.generator)

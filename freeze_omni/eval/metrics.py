@@ -30,9 +30,9 @@ _BEFORE = [
 _AFTER = [
     (re.compile(r"\bokay\b"), "ok"),
     (re.compile(r"\bcannot\b"), "can not"),
-    # Whisper writes "two fifteen" as "2.15" as often as "2:15".
+    # Whisper writes "two fifteen" as "2.15" as well as "2:15".
     (re.compile(r"\b(\d{1,2})\.([0-5]\d)\b"), r"\1\2"),
-    # Dates: "August sixth" comes back as "August 6" as often as "August 6th".
+    # Dates: "August sixth" comes back as "August 6" as well as "August 6th".
     (re.compile(r"\b(\d+)(?:st|nd|rd|th)\b"), r"\1"),
     # Digits said one by one: "391 5004" and "3915004" are the same phone number.
     (re.compile(r"(?<=\d) (?=\d)"), ""),

@@ -77,7 +77,8 @@ def source_and_resynthesis(texts: Sequence[str], codec, threads: int | None = No
 
 def evaluate_speech_out(texts: Sequence[str], model, codec, top_ks: Sequence[int], llm=None,
                         threads: int | None = None, floors: bool = True,
-                        max_tokens_per_phoneme: int = 24, onnx_step: OnnxStep | None = None) -> dict:
+                        max_tokens_per_phoneme: int = 24, onnx_step: OnnxStep | None = None,
+                        pace_bias: float = 0.0) -> dict:
     """REPORTS.md `eval speech-out`: WER/CER per top-k without the prefix decoder and, given the
     LLM, with it (the LLM reads each text as its own answer; its hidden states feed the prefix).
     `onnx_step` (`decoder.onnx_step.load_onnx_step`) runs the AR step as inference does."""
@@ -92,15 +93,17 @@ def evaluate_speech_out(texts: Sequence[str], model, codec, top_ks: Sequence[int
     for name, states in variants.items():
         for k in top_ks:
             result = speech_wer(texts, lambda i, t: synthesize(
-                model, codec, t, SamplingConfig(top_k=k, seed=i, max_tokens_per_phoneme=max_tokens_per_phoneme),
+                model, codec, t, SamplingConfig(top_k=k, seed=i, max_tokens_per_phoneme=max_tokens_per_phoneme,
+                                                pace_bias=pace_bias),
                 None if states is None else states[i], onnx_step), threads, desc=f"top-k {k} {name}")
-            by[name][str(k)] = {"wer": result["wer"], "cer": result["cer"]}
+            by[name][str(k)] = {"wer": result["wer"], "cer": result["cer"], "audio_seconds": result["audio_seconds"]}
             for row, hyp in zip(rows, result["hypotheses"]):
                 row[f"top{k}_{name}"] = hyp
     main = by["prefix" if hidden is not None else "no_prefix"]
     best = min(main, key=lambda k: main[k]["wer"])
     report = {"wer": main[best]["wer"], "cer": main[best]["cer"], "best_top_k": int(best),
-              "prefix": hidden is not None, "by_top_k": main, "by_top_k_no_prefix": by["no_prefix"]}
+              "prefix": hidden is not None, "by_top_k": main, "by_top_k_no_prefix": by["no_prefix"],
+              "pace_bias": pace_bias}
     if floors:
         measured = source_and_resynthesis(texts, codec, threads)
         report.update({"resynthesis_wer": measured["resynthesis"]["wer"], "resynthesis_cer": measured["resynthesis"]["cer"],
