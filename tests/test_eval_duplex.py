@@ -8,7 +8,7 @@ import torch
 from dialogue_support import ANSWER, LISTEN, RecordingSpeaker, forced_head, make_engine
 from freeze_omni.audio.io import write_wav
 from freeze_omni.dialogue import TurnEngine
-from freeze_omni.eval.duplex import build_cases, evaluate_duplex, sweep_answer_threshold
+from freeze_omni.eval.duplex import build_cases, evaluate_duplex, false_answer_figures, sweep_answer_threshold
 from freeze_omni.llm import SamplingConfig
 from freeze_omni.train.turns import Utterance
 
@@ -47,6 +47,7 @@ def test_a_head_that_always_answers_answers_everything(llm, speech_input, detect
     result = evaluate_duplex(engine_for(llm, speech_input, detector, ANSWER, audio=True), cases, log=lambda _: None)
     assert result["missed_request_rate"] == 0.0
     assert result["false_answer_rate"] > 0  # at least the filler and the fragment open turns
+    assert set(result["false_answers_by_kind"]) == {"ignore", "fragment", "noise"}
     assert result["end_of_turn_delay_ms"]["p50"] < 0  # it answers before the user has finished
     assert result["barge_ins_tested"] == 1 and result["barge_ins_stopped"] == 1
     assert result["barge_in_stop_ms"]["p50"] >= 0
@@ -69,12 +70,19 @@ def test_the_threshold_sweep_agrees_with_real_runs(llm, speech_input, detector, 
     engine = make_engine(llm, speech_input, detector, head, max_answer_tokens=3, sampling=SamplingConfig())
     low, high = sweep_answer_threshold(engine, cases, [0.5, 0.6], log=lambda _: None)
     real = evaluate_duplex(engine_for_threshold(engine, 0.5), cases, log=lambda _: None)
-    for key in ("false_answer_rate", "missed_request_rate", "end_of_turn_delay_ms"):
+    for key in ("false_answer_rate", "false_answers_by_kind", "missed_request_rate", "end_of_turn_delay_ms"):
         assert low[key] == real[key], key
     assert low["missed_request_rate"] == 0.0 and low["false_answer_rate"] > 0
     assert high["missed_request_rate"] == 1.0 and high["false_answer_rate"] == 0.0
+    assert set(high["false_answers_by_kind"].values()) == {0.0}
 
 
 def engine_for_threshold(engine, threshold):
     return TurnEngine(engine.speech_input, engine.llm, engine.state_head, engine.detector, engine.speaker,
                       replace(engine.config, answer_threshold=threshold))
+
+
+def test_false_answers_are_counted_per_kind():
+    figures = false_answer_figures([("noise", True), ("noise", False), ("ignore", False), ("fragment", True)])
+    assert figures == {"false_answer_rate": 0.5, "false_answers_by_kind": {"fragment": 1.0, "ignore": 0.0, "noise": 0.5}}
+    assert false_answer_figures([]) == {"false_answer_rate": None, "false_answers_by_kind": {}}

@@ -91,9 +91,18 @@ def build_cases(utterances: Sequence[Utterance], n: int, seed: int = 0) -> list[
     return cases
 
 
+def false_answer_figures(outcomes: Sequence[tuple[str, bool]]) -> dict:
+    """(kind, answered) of every non-request case -> the false-answer rate, overall and per kind
+    (which sounds fool the state head)."""
+    by_kind = {kind: [answered for k, answered in outcomes if k == kind] for kind in sorted({k for k, _ in outcomes})}
+    return {"false_answer_rate": sum(a for _, a in outcomes) / len(outcomes) if outcomes else None,
+            "false_answers_by_kind": {kind: sum(v) / len(v) for kind, v in by_kind.items()}}
+
+
 def evaluate_duplex(engine: TurnEngine, cases: Sequence[DuplexCase],
                     log: Callable[[str], None] = print) -> dict:
-    delays, missed, early, false_answers, not_meant, stops, barge_ins, rows = [], 0, 0, 0, 0, [], 0, []
+    delays, missed, early, stops, barge_ins, rows = [], 0, 0, [], 0, []
+    not_meant: list[tuple[str, bool]] = []
     interrupted = 0
     for number, case in enumerate(cases, start=1):
         events: list[Event] = []
@@ -116,13 +125,12 @@ def evaluate_duplex(engine: TurnEngine, cases: Sequence[DuplexCase],
                 interrupted += any(isinstance(e, Interrupted) for e in stopped)
             barge_ins += bool(playing_at_onset)
         else:
-            not_meant += 1
-            false_answers += bool(started)
+            not_meant.append((case.kind, bool(started)))
         rows.append(row)
         log(f"[{number}/{len(cases)}] {case.kind}: answers {len(started)}, figure {row['figure_ms']}")
     n_requests = sum(c.kind == "request" for c in cases)
     return {"end_of_turn_delay_ms": percentiles(delays),
-            "false_answer_rate": false_answers / not_meant if not_meant else None,
+            **false_answer_figures(not_meant),
             "missed_request_rate": missed / n_requests if n_requests else None,
             "early_answer_rate": early / n_requests if n_requests else None,
             "barge_in_stop_ms": percentiles(stops), "barge_ins_tested": barge_ins,
@@ -143,7 +151,8 @@ def sweep_answer_threshold(engine: TurnEngine, cases: Sequence[DuplexCase], thre
         log(f"[{number + 1}] {case.kind}: {len(decisions)} decisions")
     table = []
     for threshold in thresholds:
-        delays, missed, false_answers, n_requests = [], 0, 0, 0
+        delays, missed, n_requests = [], 0, 0
+        not_meant: list[tuple[str, bool]] = []
         for case, decisions in runs:
             answered = next((d.t_ms for d in decisions if d.state is not DialogueState.IGNORE and
                              d.probabilities[DialogueState.ANSWER] >= max(threshold, *d.probabilities)), None)
@@ -154,10 +163,9 @@ def sweep_answer_threshold(engine: TurnEngine, cases: Sequence[DuplexCase], thre
                 else:
                     delays.append(answered - case.mark_ms)
             else:
-                false_answers += answered is not None
-        not_meant = len(runs) - n_requests
+                not_meant.append((case.kind, answered is not None))
         table.append({"answer_threshold": threshold, "end_of_turn_delay_ms": percentiles(delays),
-                      "false_answer_rate": false_answers / not_meant if not_meant else None,
+                      **false_answer_figures(not_meant),
                       "missed_request_rate": missed / n_requests if n_requests else None})
     return table
 
