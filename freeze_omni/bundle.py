@@ -50,6 +50,7 @@ class ModelSpec:
     llm_weights: str = ""  # "int8": weight-only int8 matmuls at inference (`llm/int8.py`); "" = as loaded
     system_prompt: str = ""  # "" = the dialogue default
     answer_threshold: float = 0.0  # tuned on held-out turns; see `DialogueConfig.answer_threshold`
+    state_acoustic_chunks: int = 0  # > 0: the state head also reads the encoder (`StateHead`)
     format: int = FORMAT
 
     def dialogue_config(self, **settings) -> DialogueConfig:
@@ -85,7 +86,8 @@ def save_model(model_dir: Path, speech_input: SpeechInput, state_head: StateHead
     adapter = speech_input.adapter.config
     spec = ModelSpec(asdict(speech_input.encoder.config), speech_input.prompt.shape[0],
                      adapter.output_norm, adapter.vocabulary, llm_source, llm_weights=llm_weights,
-                     system_prompt=system_prompt, answer_threshold=answer_threshold)
+                     system_prompt=system_prompt, answer_threshold=answer_threshold,
+                     state_acoustic_chunks=state_head.acoustic_chunks)
     save_fp16(model_dir / "encoder.safetensors", speech_input.encoder.state_dict())
     adapter = {f"adapter.{k}": v for k, v in speech_input.adapter.state_dict().items()}
     save_fp16(model_dir / "adapter.safetensors", {**adapter, "prompt": speech_input.prompt})
@@ -128,7 +130,8 @@ def load_model(model_dir: Path, device: torch.device | str = "cpu", llm: FrozenL
     with torch.no_grad():
         speech_input.prompt.copy_(adapter["prompt"])
     speech_input.attach_llm(llm.model.embed.weight)
-    state_head = StateHead(llm.hidden_size)
+    chunks = spec.state_acoustic_chunks
+    state_head = StateHead(llm.hidden_size, speech_input.encoder.config.dim if chunks else 0, chunks)
     state_head.load_state_dict(_load(model_dir / "state_head.safetensors"))
     return LoadedModel(spec, speech_input.to(device).eval(), llm, state_head.to(device).eval(),
                        load_speaker(model_dir, llm.hidden_size, device) if speech else TextOnlySpeaker())

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from freeze_omni.adapter import Adapter, AdapterCache, AdapterConfig, AdapterOutput
-from freeze_omni.encoder import EncoderCache, SpeechEncoder
+from freeze_omni.encoder import EncoderCache, EncoderOutput, SpeechEncoder
 
 
 @dataclass
@@ -39,8 +39,13 @@ class SpeechInput(nn.Module):
 
     def adapt(self, feats: torch.Tensor, lengths: torch.Tensor, chunk_size: int, left_chunks: int) -> AdapterOutput:
         """feats [b, t, n_mels], lengths [b] -> the adapter's output under the chunk mask."""
+        return self.encode_and_adapt(feats, lengths, chunk_size, left_chunks)[1]
+
+    def encode_and_adapt(self, feats: torch.Tensor, lengths: torch.Tensor, chunk_size: int,
+                         left_chunks: int) -> tuple[EncoderOutput, AdapterOutput]:
+        """Also the encoder frames the adapter read (what an acoustic state head reads)."""
         frames = self.encoder(feats, lengths, chunk_size, left_chunks)
-        return self.adapter(frames.frames, frames.lengths)
+        return frames, self.adapter(frames.frames, frames.lengths)
 
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor, chunk_size: int,
                 left_chunks: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -52,8 +57,10 @@ class SpeechInput(nn.Module):
         return SpeechInputCache(self.encoder.initial_cache(chunk_size, left_chunks, device=device),
                                 self.adapter.initial_cache(device=device))
 
-    def step(self, feats: torch.Tensor, cache: SpeechInputCache) -> tuple[torch.Tensor, SpeechInputCache]:
-        """feats [1, t, n_mels] -> the embeddings completed so far, [1, n, hidden]."""
+    def step(self, feats: torch.Tensor,
+             cache: SpeechInputCache) -> tuple[torch.Tensor, torch.Tensor, SpeechInputCache]:
+        """feats [1, t, n_mels] -> the embeddings completed so far [1, n, hidden] and the encoder
+        frames of these features [1, t', d] (what an acoustic state head reads)."""
         frames, encoder_cache = self.encoder.step(feats, cache.encoder)
         embeds, adapter_cache = self.adapter.step(frames, cache.adapter)
-        return embeds, SpeechInputCache(encoder_cache, adapter_cache)
+        return embeds, frames, SpeechInputCache(encoder_cache, adapter_cache)

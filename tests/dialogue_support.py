@@ -86,9 +86,9 @@ def heard(monkeypatch, speech_input) -> list[torch.Tensor]:
     step = speech_input.step
 
     def spy(feats, cache):
-        embeds, cache = step(feats, cache)
+        embeds, frames, cache = step(feats, cache)
         calls.append(embeds[0])
-        return embeds, cache
+        return embeds, frames, cache
 
     monkeypatch.setattr(speech_input, "step", spy)
     return calls

@@ -22,6 +22,7 @@ from freeze_omni.errors import FreezeOmniError, ModelNotFoundError
 from freeze_omni.dialogue.speaker import TextOnlySpeaker
 from freeze_omni.llm import FrozenLLM
 from freeze_omni.llm.int8 import Int8Linear
+from freeze_omni.llm.state_head import StateHead
 from freeze_omni.paths import DEFAULT_MODEL_DIR, PACKAGE_DIR
 from freeze_omni.speech_input import SpeechInput
 
@@ -46,6 +47,16 @@ def test_bundle_round_trip_keeps_every_weight(tmp_path, speech_input, llm):
     (tmp_path / "state_head.safetensors").unlink()
     with pytest.raises(ModelNotFoundError, match="state_head"):
         load_model(tmp_path, llm=llm)
+
+
+def test_bundle_keeps_an_acoustic_state_head(tmp_path, speech_input, llm):
+    head = StateHead(llm.hidden_size, speech_input.encoder.config.dim, 3)
+    with torch.no_grad():
+        head.acoustic.weight.normal_()
+    save_model(tmp_path, speech_input, head)
+    loaded = load_model(tmp_path, llm=llm)
+    assert loaded.spec.state_acoustic_chunks == 3 and loaded.state_head.acoustic_chunks == 3
+    torch.testing.assert_close(loaded.state_head.acoustic.weight, head.acoustic.weight.half().float())
 
 
 def test_bundle_keeps_the_adapter_output_norm(tmp_path, speech_input, llm):

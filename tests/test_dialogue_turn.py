@@ -393,3 +393,21 @@ def test_bad_input_in_a_batch_fails_alone_and_leaves_its_session_unchanged(llm, 
                                 (bad, engine.audio_work(bad, broken))])
     assert isinstance(results[1], AudioError) and of_type(results[0], SpeechStarted)
     assert good.samples_in == CHUNK_SAMPLES * 10 and bad.samples_in == 0 and bad.unconsumed.size == 0
+
+
+@torch.no_grad()
+def test_an_acoustic_state_head_hears_the_encoder_through_the_engine(llm, speech_input, detector, speech):
+    plain = forced_head(llm, LISTEN)
+    acoustic = StateHead(llm.hidden_size, speech_input.encoder.config.dim, 3)
+    acoustic.load_state_dict(plain.state_dict(), strict=False)
+    audio = conversation(silence(0.5), speech["q1"], silence(0.6))
+
+    def probabilities(head):
+        engine = make_engine(llm, speech_input, detector, head)
+        return [e.probabilities for e in of_type(drive(engine, engine.new_session("user"), audio), StateDecision)]
+
+    heard_plain = probabilities(plain)
+    assert heard_plain and probabilities(acoustic) == heard_plain  # its acoustic map starts at zero
+    acoustic.acoustic.weight.normal_(0.0, 0.01, generator=torch.Generator().manual_seed(0))  # small: still LISTEN
+    heard = probabilities(acoustic)
+    assert len(heard) == len(heard_plain) and all(a != b for a, b in zip(heard, heard_plain))

@@ -2,15 +2,20 @@
 
 import json
 import math
+from dataclasses import replace
 
 import pytest
 import torch
 
 from conftest import tiny_hf_model
 from freeze_omni.llm import FrozenLLM
-from freeze_omni.llm.state_head import DialogueState
+from freeze_omni.encoder import UNLIMITED
+from freeze_omni.errors import FreezeOmniError
+from freeze_omni.llm.state_head import DialogueState, StateHead, acoustic_context, chunk_means
+from freeze_omni.safetensors_io import save_fp16
 from freeze_omni.train.config import TrainConfig
 from freeze_omni.train.loop import train
+from freeze_omni.train.stages.encoder_ctc import chunk_frames_160ms
 from freeze_omni.train.stages.encoder_qa import EncoderQASettings, EncoderQAStage, state_positions
 from freeze_omni.train.sequences import IGNORE
 
@@ -78,3 +83,39 @@ def test_with_the_speech_side_kept_only_the_state_head_learns(tiny_corpus, tmp_p
     assert not torch.equal(stage.module.state_head.proj.weight, head_before)
     for name, value in stage.module.speech_input.state_dict().items():
         assert torch.equal(value, speech_before[name]), name
+
+
+def test_an_acoustic_head_starts_from_a_saved_head_and_reads_what_the_engine_reads(tiny_corpus, tmp_path):
+    llm = FrozenLLM.from_hf_model(*tiny_hf_model("qwen2"))
+    plain = StateHead(llm.hidden_size)
+    save_fp16(tmp_path / "state_head.safetensors", plain.state_dict())
+    settings = EncoderQASettings(corpus=str(tiny_corpus), answers_dir=str(tmp_path / "answers"), max_answer_tokens=5,
+                                 conversations_per_batch=2, eval_turns=2, ignore_share=0.5, train_adapter=False,
+                                 train_prompt=False, state_acoustic_chunks=3,
+                                 state_head_init=str(tmp_path / "state_head.safetensors"))
+    stage = EncoderQAStage(settings, llm=llm)
+    module, head = stage.module.eval(), stage.module.state_head
+    torch.testing.assert_close(head.proj.weight, plain.proj.weight.half().float())
+    assert not head.acoustic.weight.any()
+
+    # the rows stage 3 computes offline are the rows the engine computes chunk by chunk
+    chunk = chunk_frames_160ms(module.speech_input.encoder)
+    feats = torch.randn(1, 16 * 7, module.speech_input.encoder.config.n_mels)
+    with torch.no_grad():
+        _, (offline,) = module.speech(feats, torch.tensor([feats.shape[1]]))
+        cache, history, streamed = module.speech_input.initial_cache(chunk, UNLIMITED), head.initial_history(), []
+        for piece in torch.split(feats, [16, 48, 16, 32], dim=1):
+            _, frames, cache = module.speech_input.step(piece, cache)
+            rows, history = acoustic_context(chunk_means(frames[0], chunk), history)
+            streamed.append(rows)
+    assert offline.shape == (7, 3 * module.speech_input.encoder.config.dim)
+    torch.testing.assert_close(torch.cat(streamed), offline, atol=1e-4, rtol=0)
+
+    config = TrainConfig(out_dir=str(tmp_path / "run"), max_steps=2, eval_every=2, checkpoint_every=2, threads=1,
+                         learning_rate=1e-2, warmup_steps=1, log_every=1)
+    assert train(stage, config)["finished"]
+    assert head.acoustic.weight.any()
+
+    save_fp16(tmp_path / "other.safetensors", {"proj.weight": torch.zeros(3, 5)})
+    with pytest.raises(FreezeOmniError, match="not a state head for this LLM"):
+        EncoderQAStage(replace(settings, state_head_init=str(tmp_path / "other.safetensors")), llm=llm)

@@ -67,6 +67,8 @@ class ListeningTurn:
     ended_at_ms: float | None = None  # stream time of the last VAD end (None while speech goes on)
     speech_end_ms: float | None = None  # where that VAD end placed the end of speech
     cut: AnswerCut | None = None  # set for a barge-in
+    # mean encoder frames of the last chunks heard, for an acoustic state head (`acoustic_context`)
+    acoustic: torch.Tensor | None = field(default=None, repr=False)
     # [1, t, hidden] embeddings that go into the LLM ahead of the first speech (the user turn's
     # start and the prompt), in the same pass: one pass fewer for the chunk that opens a turn
     lead: torch.Tensor | None = field(default=None, repr=False)

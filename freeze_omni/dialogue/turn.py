@@ -87,7 +87,7 @@ from freeze_omni.encoder import UNLIMITED
 from freeze_omni.encoder.frontend import feature_stream
 from freeze_omni.llm import FrozenLLM, SamplingConfig
 from freeze_omni.llm.sampling import sample
-from freeze_omni.llm.state_head import DialogueState, StateHead
+from freeze_omni.llm.state_head import DialogueState, StateHead, acoustic_context, chunk_means
 from freeze_omni.speech_input import SpeechInput
 
 CHUNK_SAMPLES = SAMPLE_RATE * 160 // 1000
@@ -230,7 +230,8 @@ class TurnEngine:
                           self.speech_input.prompt.to(self.llm.device, torch.float32)[None]], 1)
         speech = self.speech_input.initial_cache(self.encoder_chunk, self.config.left_chunks, self.llm.device)
         return ListeningTurn(kv=kv, turn_start=turn_start, features=self.features.initial_state(), speech=speech,
-                             started_ms=onset_ms, cut=cut, lead=lead)
+                             started_ms=onset_ms, cut=cut, lead=lead,
+                             acoustic=self.state_head.initial_history(self.llm.device))
 
     def _listen(self, s: Session, audio: np.ndarray, now: float) -> Work[list[Event]]:
         """Rules 3-5: encode and prefill the audio, then decide on the last position's hidden state."""
@@ -239,12 +240,16 @@ class TurnEngine:
         decision = None
         if chunks:
             feats = torch.from_numpy(np.concatenate(chunks))[None].to(self.llm.device)
-            embeds, turn.speech = self.speech_input.step(feats, turn.speech)
+            embeds, frames, turn.speech = self.speech_input.step(feats, turn.speech)
+            acoustic = None
+            if self.state_head.acoustic_chunks:
+                rows, turn.acoustic = acoustic_context(chunk_means(frames[0].float(), self.encoder_chunk), turn.acoustic)
+                acoustic = rows[-1]
             if embeds.shape[1]:
                 if turn.lead is not None:
                     embeds, turn.lead = torch.cat([turn.lead.to(embeds.dtype), embeds], 1), None
                 output = yield LLMCall(embeds, turn.kv)
-                state, probabilities = self.state_head.decide(output.last, self.config.answer_threshold)
+                state, probabilities = self.state_head.decide(output.last, self.config.answer_threshold, acoustic)
                 decision = StateDecision(now, state, probabilities, barge_in=turn.cut is not None)
         events: list[Event] = [decision] if decision else []
         if decision and decision.state == DialogueState.ANSWER:

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
 from freeze_omni.audio.io import read_audio
@@ -33,7 +34,7 @@ from freeze_omni.encoder import UNLIMITED
 from freeze_omni.encoder.frontend import featurizer
 from freeze_omni.errors import FreezeOmniError
 from freeze_omni.llm import FrozenLLM
-from freeze_omni.llm.state_head import DialogueState, StateHead
+from freeze_omni.llm.state_head import DialogueState, StateHead, acoustic_context, chunk_means
 from freeze_omni.paths import data_dir
 from freeze_omni.speech_input import SpeechInput
 from freeze_omni.train.answers import AnswerBook
@@ -70,6 +71,9 @@ class EncoderQASettings(StageSettings):
     train_prompt: bool = True         # with neither adapter, prompt nor encoder, only the state head
                                       # learns and no gradient crosses the LLM
     state_weight: float = 1.0
+    state_acoustic_chunks: int = 0    # > 0: the state head also reads the mean encoder frame of this
+                                      # many last chunks (`llm/state_head.py`)
+    state_head_init: str = ""         # a bundle's state_head.safetensors to start the head from
     embedding_ctc_weight: float = 0.0  # keeps request speech near the LLM's embeddings of its words (stage 2's loss)
     request_texts: int = 0            # distinct request texts to learn from (a seeded sample); 0 = all
     eval_turns: int = 40              # held-out requests and as many turns to ignore
@@ -96,11 +100,27 @@ class SpokenDialogueModel(nn.Module):
         self.answer_start = torch.tensor(template.user_end_assistant_start)
         self.assistant_end = template.assistant_end or [tokenizer.eos_token_id]
 
-    def speech(self, feats: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
-        """Each turn's embeddings as the engine computes them: 160 ms chunks, unlimited left context."""
-        embeds, embed_lengths = self.speech_input(feats, lengths, chunk_frames_160ms(self.speech_input.encoder),
-                                                  UNLIMITED)
-        return [embeds[i, : int(n)] for i, n in enumerate(embed_lengths)]
+    def speech(self, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Each turn's embeddings as the engine computes them (160 ms chunks, unlimited left context),
+        and each turn's acoustic rows [n_chunks, k * d] for an acoustic state head (none for a plain one)."""
+        chunk = chunk_frames_160ms(self.speech_input.encoder)
+        frames, out = self.speech_input.encode_and_adapt(feats, lengths, chunk, UNLIMITED)
+        embeds = [out.embeds[i, : int(n)] for i, n in enumerate(out.lengths)]
+        if not self.state_head.acoustic_chunks:
+            return embeds, []
+        history = self.state_head.initial_history(feats.device)
+        acoustic = [acoustic_context(chunk_means(frames.frames[i, : int(n)].float(), chunk), history)[0]
+                    for i, n in enumerate(frames.lengths)]
+        return embeds, acoustic
+
+    def state_logits(self, hidden: torch.Tensor, states: torch.Tensor, acoustic: list[torch.Tensor],
+                     turns: list[TurnBatch]) -> torch.Tensor:
+        """The head's logits at every labelled chunk, in row order (the order of `states`)."""
+        positions = (states != IGNORE).to(hidden.device)
+        rows = None
+        if self.state_head.acoustic_chunks:
+            rows = torch.cat([a[torch.tensor(t.labels, device=a.device) != IGNORE] for a, t in zip(acoustic, turns)])
+        return self.state_head(hidden[positions], rows)
 
     def rows(self, speech: list[torch.Tensor], conversations: list[list[TurnBatch]]) -> list[RowBuilder]:
         embed, rows, turn = self.llm.embed, [], 0
@@ -122,13 +142,12 @@ class SpokenDialogueModel(nn.Module):
 
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor, conversations: list[list[TurnBatch]],
                 state_weight: float = 1.0, embedding_ctc_weight: float = 0.0):
-        speech = self.speech(feats, lengths)
+        speech, acoustic = self.speech(feats, lengths)
         packed = pad_rows(self.rows(speech, conversations), torch.float32)
         hidden = self.llm(packed.embeds, packed.attention_mask.to(feats.device))
         answer_loss, accuracy = next_token_loss(hidden, packed.labels.to(feats.device), self.llm.logits)
-        positions = packed.states != IGNORE
-        state_logits = self.state_head(hidden[positions.to(feats.device)])
-        targets = packed.states[positions].to(feats.device)
+        state_logits = self.state_logits(hidden, packed.states, acoustic, [i for c in conversations for i in c])
+        targets = packed.states[packed.states != IGNORE].to(feats.device)
         state_loss = nn.functional.cross_entropy(state_logits.float(), targets)
         state_accuracy = (state_logits.argmax(-1) == targets).float().mean().item()
         metrics = {"answer_loss": answer_loss.item(), "answer_token_accuracy": accuracy,
@@ -199,10 +218,28 @@ def export_bundle(checkpoint: Path, model_dir: Path, answer_threshold: float = 0
     return settings
 
 
+def load_state_head(settings: EncoderQASettings, hidden_size: int, encoder_dim: int) -> StateHead:
+    """A new head, or one that starts from a bundle's head (an acoustic part it lacks starts at zero)."""
+    chunks = settings.state_acoustic_chunks
+    head = StateHead(hidden_size, encoder_dim if chunks else 0, chunks)
+    if settings.state_head_init:
+        path = Path(settings.state_head_init)
+        if not path.is_file():
+            raise FreezeOmniError(f"{path}: no such state head file")
+        try:
+            missing, unexpected = head.load_state_dict(load_file(path), strict=False)
+        except RuntimeError as error:  # a tensor of another shape
+            raise FreezeOmniError(f"{path} is not a state head for this LLM: {error}") from None
+        if unexpected or any(not k.startswith("acoustic.") for k in missing):
+            raise FreezeOmniError(f"{path} is not a state head (missing {missing}, unexpected {unexpected})")
+    return head
+
+
 def build_model(settings: EncoderQASettings, llm: FrozenLLM | None = None) -> SpokenDialogueModel:
     llm = llm or FrozenLLM.load(settings.llm or None, dtype=getattr(torch, settings.llm_dtype))
-    return SpokenDialogueModel(load_speech_input(settings, llm), llm, StateHead(llm.hidden_size),
-                               settings.system_prompt)
+    speech_input = load_speech_input(settings, llm)
+    head = load_state_head(settings, llm.hidden_size, speech_input.encoder.config.dim)
+    return SpokenDialogueModel(speech_input, llm, head, settings.system_prompt)
 
 
 class EncoderQAStage:
@@ -302,14 +339,16 @@ class EncoderQAStage:
 
     def _forward_one(self, module: SpokenDialogueModel, audio: np.ndarray, item: TurnBatch):
         feats = torch.from_numpy(self.featurize(audio))[None]
-        packed = pad_rows(module.rows(module.speech(feats, torch.tensor([feats.shape[1]])), [[item]]), torch.float32)
-        return packed, module.llm(packed.embeds, packed.attention_mask)
+        speech, acoustic = module.speech(feats, torch.tensor([feats.shape[1]]))
+        packed = pad_rows(module.rows(speech, [[item]]), torch.float32)
+        return packed, module.llm(packed.embeds, packed.attention_mask), acoustic
 
     def _decisions(self, module: SpokenDialogueModel, audio: np.ndarray, n_chunks: int) -> list[int]:
-        packed, hidden = self._forward_one(module, audio, TurnBatch([int(DialogueState.LISTEN)] * n_chunks, None))
-        return module.state_head(hidden[packed.states != IGNORE]).argmax(-1).tolist()
+        item = TurnBatch([int(DialogueState.LISTEN)] * n_chunks, None)
+        packed, hidden, acoustic = self._forward_one(module, audio, item)
+        return module.state_logits(hidden, packed.states, acoustic, [item]).argmax(-1).tolist()
 
     def _answer_accuracy(self, module: SpokenDialogueModel, audio: np.ndarray, labels: list[int],
                          answer: list[int]) -> float:
-        packed, hidden = self._forward_one(module, audio, TurnBatch(labels, answer))
+        packed, hidden, _ = self._forward_one(module, audio, TurnBatch(labels, answer))
         return next_token_loss(hidden, packed.labels, module.llm.logits)[1]
