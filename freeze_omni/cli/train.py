@@ -14,6 +14,7 @@ from pathlib import Path
 
 from freeze_omni.cli import add_group, add_leaf
 from freeze_omni.errors import FreezeOmniError
+from freeze_omni.paths import DEFAULT_MODEL_DIR
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "train" / "configs"
 
@@ -79,6 +80,42 @@ def export_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def fit_head(args: argparse.Namespace) -> int:
+    import shutil
+    import sys
+    from dataclasses import replace
+
+    import torch
+
+    from freeze_omni.bundle import read_spec, write_spec
+    from freeze_omni.cli.eval_dialogue import load_engine
+    from freeze_omni.eval.duplex import build_cases
+    from freeze_omni.paths import data_dir
+    from freeze_omni.safetensors_io import save_fp16
+    from freeze_omni.train.state_head_fit import fit_state_head, hear_cases
+    from freeze_omni.train.turns import TurnSettings, read_turn_utterances
+
+    source, out = Path(args.model), Path(args.out)
+    if out.exists() and out.resolve() == source.resolve():
+        raise FreezeOmniError("--out must be another folder: the source bundle stays as it is")
+    torch.set_num_threads(args.threads)
+    settings = TurnSettings(decide_after=args.decide_after)
+    manifest = args.manifest or data_dir() / "corpus" / "default" / "train.jsonl"
+    cases = build_cases(read_turn_utterances(manifest), args.requests, args.seed)
+    engine = load_engine(source, 8, speech=False)
+    heard = hear_cases(engine, cases, args.acoustic_chunks, settings, log=lambda m: print(m, file=sys.stderr))
+    head = fit_state_head(heard, args.acoustic_chunks, seed=args.seed)
+    shutil.copytree(source, out, dirs_exist_ok=True)
+    save_fp16(out / "state_head.safetensors", head.state_dict())
+    write_spec(out, replace(read_spec(out), state_acoustic_chunks=args.acoustic_chunks,
+                            answer_threshold=args.answer_threshold))
+    print(json.dumps({"model_dir": str(out), "from": str(source), "manifest": str(manifest),
+                      "chunks": int(heard.labels.numel()), "labelled": int((heard.labels >= 0).sum()),
+                      "acoustic_chunks": args.acoustic_chunks, "decide_after": args.decide_after,
+                      "answer_threshold": args.answer_threshold}))
+    return 0
+
+
 def register(commands) -> None:
     stages = add_group(commands, "train", "train one stage of the model", "STAGE")
     for name, (help, _, _) in STAGES.items():
@@ -98,6 +135,20 @@ def register(commands) -> None:
                      help="p(answer) the state head needs to take the turn (tune with `eval duplex --sweep`)")
     sub.add_argument("--int8-llm", action="store_true",
                      help="the LLM runs with int8 weights at inference (model.json llm_weights; llm/int8.py)")
+    sub = add_leaf(stages, "state-head", "refit a bundle's state head on what its turn engine hears "
+                   "(replayed train-split turns; train/state_head_fit.py)", fit_head)
+    sub.add_argument("--model", default=str(DEFAULT_MODEL_DIR), help="bundle to start from (default: the shipped one)")
+    sub.add_argument("--out", required=True, help="folder for the new bundle (a copy with the new head)")
+    sub.add_argument("--manifest", type=Path, help="corpus manifest to build turns from (default: the train split)")
+    sub.add_argument("--requests", type=int, default=150,
+                     help="requests; a third as many each of ignorable speech, fragments and noise")
+    sub.add_argument("--acoustic-chunks", type=int, default=3,
+                     help="chunks of mean encoder frames the head also reads (0: the LLM's hidden state only)")
+    sub.add_argument("--decide-after", type=float, default=0.24, help="seconds after a sound its decision is due")
+    sub.add_argument("--answer-threshold", type=float, default=0.0,
+                     help="written to model.json (tune it on dev with `eval duplex --sweep`)")
+    sub.add_argument("--seed", type=int, default=0)
+    sub.add_argument("--threads", type=int, default=1)
     from freeze_omni.cli import train_codec
 
     train_codec.register(stages)

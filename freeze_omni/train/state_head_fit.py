@@ -1,0 +1,120 @@
+"""The state head fitted on what the turn engine itself hears (`freeze-omni train state-head`).
+
+Stage 3 learns the head on conversations it lays out offline. This fit instead replays generated
+turns from the corpus's train split (requests, fillers and backchannels, requests cut off
+mid-sentence, noise: `eval.duplex.build_cases`) through a bundle's `TurnEngine` with a head that
+only records: every chunk's LLM last hidden state and acoustic row, exactly as the engine computes
+them at inference (VAD onset, pre-roll, chunking). Chunks are labelled as `train/turns.py` labels
+them (listen until `listen_margin` after the sound, answer or ignore from `decide_after`, nothing
+in between, nothing after `HORIZON_MS`), and the head is fitted by full-batch AdamW on
+standardised inputs with class-balanced cross-entropy; the standardisation is folded into the
+weights. Only the head changes: the speech input and the LLM are the bundle's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+import torch
+from torch import nn
+
+from freeze_omni.dialogue.events import Event, StateDecision
+from freeze_omni.dialogue.replay import replay
+from freeze_omni.dialogue.turn import TurnEngine
+from freeze_omni.eval.duplex import DuplexCase
+from freeze_omni.llm.state_head import DialogueState, StateHead
+from freeze_omni.train.sequences import IGNORE
+from freeze_omni.train.turns import TurnSettings
+
+HORIZON_MS = 1200.0  # chunks heard up to this long after a sound (stage 3's evaluation tail)
+
+
+@dataclass
+class HeardChunks:
+    """Per chunk the engine decided on: LLM last hidden state [n, hidden], acoustic row [n, a]
+    (a = 0 for a plain head), and its label (`IGNORE` = no loss)."""
+
+    hidden: torch.Tensor
+    acoustic: torch.Tensor
+    labels: torch.Tensor
+
+
+def chunk_label(t_ms: float, request: bool, settings: TurnSettings) -> int:
+    """The label of a chunk that ends `t_ms` after the end of its turn's sound."""
+    if t_ms <= settings.listen_margin * 1000:
+        return int(DialogueState.LISTEN)
+    if settings.decide_after * 1000 <= t_ms < HORIZON_MS:
+        return int(DialogueState.ANSWER if request else DialogueState.IGNORE)
+    return IGNORE
+
+
+class _RecordingHead(StateHead):
+    """Records what it is asked to decide on and always keeps listening (no answer ever starts)."""
+
+    def __init__(self, hidden_size: int, acoustic_size: int, acoustic_chunks: int) -> None:
+        super().__init__(hidden_size, acoustic_size, acoustic_chunks)
+        self.heard: list[tuple[torch.Tensor, torch.Tensor | None]] = []
+
+    @torch.no_grad()
+    def decide(self, hidden: torch.Tensor, answer_threshold: float = 0.0,
+               acoustic: torch.Tensor | None = None) -> tuple[DialogueState, tuple[float, float, float]]:
+        self.heard.append((hidden.reshape(-1).float().cpu(), None if acoustic is None else acoustic.reshape(-1).cpu()))
+        return DialogueState.LISTEN, (1.0, 0.0, 0.0)
+
+
+def hear_cases(engine: TurnEngine, cases: Sequence[DuplexCase], acoustic_chunks: int, settings: TurnSettings,
+               log: Callable[[str], None] = print) -> HeardChunks:
+    """Replay every case (barge-ins left out) and label each chunk the engine decided on."""
+    encoder_dim = engine.speech_input.encoder.config.dim
+    head = _RecordingHead(engine.llm.hidden_size, encoder_dim if acoustic_chunks else 0, acoustic_chunks)
+    recorder = TurnEngine(engine.speech_input, engine.llm, head.to(engine.llm.device), engine.detector,
+                          config=replace(engine.config, answer_threshold=2.0))
+    hidden, acoustic, labels = [], [], []
+    for number, case in enumerate(c for c in cases if c.kind != "barge-in"):
+        head.heard.clear()
+        events: list[Event] = []
+        replay(recorder, case.audio, on_event=events.append)
+        times = [e.t_ms - case.mark_ms for e in events if isinstance(e, StateDecision)]
+        if len(times) != len(head.heard):
+            raise RuntimeError(f"{len(head.heard)} chunks heard but {len(times)} decisions made")
+        for t_ms, (h, a) in zip(times, head.heard):
+            hidden.append(h)
+            acoustic.append(torch.zeros(0) if a is None else a)
+            labels.append(chunk_label(t_ms, case.kind == "request", settings))
+        log(f"[{number + 1}] {case.kind}: {len(times)} chunks")
+    if not hidden:
+        raise ValueError("no case opened a turn: nothing to fit the state head on")
+    return HeardChunks(torch.stack(hidden), torch.stack(acoustic), torch.tensor(labels))
+
+
+def fit_state_head(heard: HeardChunks, acoustic_chunks: int, steps: int = 400, lr: float = 3e-3,
+                   weight_decay: float = 1e-3, seed: int = 0) -> StateHead:
+    """A linear head on [hidden, acoustic] of the labelled chunks; returned with the input
+    standardisation folded in, so it reads raw hidden states and acoustic rows."""
+    keep = heard.labels != IGNORE
+    x = torch.cat([heard.hidden, heard.acoustic], 1)[keep].float()
+    y = heard.labels[keep]
+    if len(set(y.tolist())) < len(DialogueState):
+        raise ValueError(f"the replays hold chunks of only {sorted(set(y.tolist()))} of the 3 states")
+    mean, std = x.mean(0), x.std(0) + 1e-4
+    torch.manual_seed(seed)
+    linear = nn.Linear(x.shape[1], len(DialogueState))
+    counts = torch.bincount(y, minlength=len(DialogueState)).float()
+    balance = counts.sum() / (len(DialogueState) * counts)
+    optimizer = torch.optim.AdamW(linear.parameters(), lr, weight_decay=weight_decay)
+    standard = (x - mean) / std
+    for _ in range(steps):
+        loss = nn.functional.cross_entropy(linear(standard), y, weight=balance)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    hidden_size, acoustic_size = heard.hidden.shape[1], heard.acoustic.shape[1]
+    head = StateHead(hidden_size, acoustic_size // max(acoustic_chunks, 1), acoustic_chunks)
+    with torch.no_grad():
+        weight = linear.weight / std
+        head.proj.weight.copy_(weight[:, :hidden_size])
+        head.proj.bias.copy_(linear.bias - weight @ mean)
+        if head.acoustic is not None:
+            head.acoustic.weight.copy_(weight[:, hidden_size:])
+    return head

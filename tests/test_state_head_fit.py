@@ -1,0 +1,91 @@
+"""The state head fitted on what the turn engine hears: labels, the fit, and the replays."""
+
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+
+from conftest import tiny_hf_model
+from dialogue_support import LISTEN, forced_head, make_engine
+from freeze_omni.audio.io import write_wav
+from freeze_omni.bundle import load_model, read_spec, save_model, write_spec
+from freeze_omni.cli import main
+from freeze_omni.llm import FrozenLLM
+from freeze_omni.eval.duplex import build_cases
+from freeze_omni.llm.state_head import DialogueState
+from freeze_omni.train.sequences import IGNORE
+from freeze_omni.train.state_head_fit import HORIZON_MS, HeardChunks, chunk_label, fit_state_head, hear_cases
+from freeze_omni.train.turns import TurnSettings, Utterance
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_chunks_are_labelled_as_stage_3_labels_turns():
+    settings = TurnSettings(decide_after=0.24)
+    assert chunk_label(-500.0, True, settings) == chunk_label(80.0, False, settings) == DialogueState.LISTEN
+    assert chunk_label(81.0, True, settings) == chunk_label(239.0, True, settings) == IGNORE  # the gap
+    assert chunk_label(240.0, True, settings) == DialogueState.ANSWER
+    assert chunk_label(240.0, False, settings) == DialogueState.IGNORE
+    assert chunk_label(HORIZON_MS, True, settings) == IGNORE
+
+
+def test_the_fit_separates_states_and_folds_the_standardisation_into_the_head():
+    """Hidden states tell listening from deciding, only the acoustic rows tell answer from ignore;
+    both are far from zero mean and unit scale, which the folded head must undo."""
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 3, (600,), generator=g)
+    hidden = torch.randn(600, 8, generator=g) * 5 + 40
+    hidden[:, 0] += (labels > 0) * 20.0
+    acoustic = torch.randn(600, 6, generator=g) * 0.01 - 3
+    acoustic[:, 1] += (labels == 2) * 0.1
+    head = fit_state_head(HeardChunks(hidden, acoustic, labels), acoustic_chunks=3)
+    assert head.acoustic_chunks == 3 and head.acoustic_size == 2
+    with torch.no_grad():
+        accuracy = (head(hidden, acoustic).argmax(-1) == labels).float().mean()
+    assert accuracy > 0.95
+    with pytest.raises(ValueError, match="only"):
+        fit_state_head(HeardChunks(hidden, acoustic, labels.clamp(max=1)), acoustic_chunks=3)
+
+
+@pytest.mark.parametrize("acoustic_chunks", [0, 3])
+def test_replays_record_one_row_per_decision_with_its_label(llm, speech_input, detector, speech, tmp_path,
+                                                             acoustic_chunks):
+    items = []
+    for i, (name, kind) in enumerate([("q1", "question"), ("q2", "question"), ("q1", "filler")]):
+        write_wav(tmp_path / f"{i}.wav", speech[name])
+        items.append(Utterance(str(tmp_path / f"{i}.wav"), name, kind, 0.05, speech[name].size / 16000 - 0.05))
+    cases = build_cases(items, n=1, seed=0)
+    engine = make_engine(llm, speech_input, detector, forced_head(llm, LISTEN))
+    heard = hear_cases(engine, cases, acoustic_chunks, TurnSettings(), log=lambda _: None)
+    assert heard.hidden.shape == (heard.labels.numel(), llm.hidden_size)
+    assert heard.acoustic.shape == (heard.labels.numel(), acoustic_chunks * speech_input.encoder.config.dim)
+    assert {int(DialogueState.LISTEN), int(DialogueState.ANSWER)} <= set(heard.labels.tolist())
+
+
+def test_train_state_head_writes_a_copy_of_the_bundle_with_the_refitted_head(tmp_path, monkeypatch, capsys,
+                                                                            speech_input, speech):
+    monkeypatch.setenv("FREEZE_OMNI_CACHE", str(tmp_path / "cache"))
+    hf_model, tokenizer = tiny_hf_model("qwen2")
+    hf_model.save_pretrained(tmp_path / "llm")
+    tokenizer.save_pretrained(tmp_path / "llm")
+    llm = FrozenLLM.load(tmp_path / "llm", dtype=torch.float32)
+    source = tmp_path / "model"
+    save_model(source, speech_input, forced_head(llm, LISTEN), llm_source=str(tmp_path / "llm"), answer_threshold=0.9)
+    write_spec(source, replace(read_spec(source), llm_dtype="float32"))
+    lines = []
+    for i, (name, kind) in enumerate([("q1", "question"), ("q2", "question"), ("q1", "statement"),
+                                      ("q2", "question"), ("q1", "filler")]):
+        write_wav(tmp_path / f"{i}.wav", speech[name])
+        lines.append(json.dumps({"audio": f"{i}.wav", "text": name, "kind": kind, "speech_start": 0.05,
+                                 "speech_end": speech[name].size / 16000 - 0.05}))
+    (tmp_path / "m.jsonl").write_text("\n".join(lines))
+    args = ["train", "state-head", "--model", str(source), "--manifest", str(tmp_path / "m.jsonl"), "--requests", "3"]
+    assert main(args + ["--out", str(tmp_path / "refit"), "--acoustic-chunks", "2"]) == 0
+    refit = load_model(tmp_path / "refit")
+    assert refit.spec.state_acoustic_chunks == 2 and refit.spec.answer_threshold == 0.0
+    assert refit.state_head.acoustic.weight.any()
+    assert not torch.equal(refit.state_head.proj.weight, load_model(source).state_head.proj.weight)
+    capsys.readouterr()
+    assert main(args + ["--out", str(source)]) != 0
+    assert "another folder" in capsys.readouterr().err
