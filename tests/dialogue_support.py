@@ -111,6 +111,15 @@ def force(head: StateHead, state: DialogueState) -> None:
         head.proj.bias[state] = 10.0
 
 
+def saved_llm(folder, arch: str = "qwen2") -> FrozenLLM:
+    """A tiny random LLM saved as a Hugging Face folder `folder / "llm"` (what a bundle's model.json
+    can name), loaded in float32."""
+    hf_model, tokenizer = tiny_hf_model(arch)
+    hf_model.save_pretrained(folder / "llm")
+    tokenizer.save_pretrained(folder / "llm")
+    return FrozenLLM.load(folder / "llm", dtype=torch.float32)
+
+
 def forced_head(llm: FrozenLLM, state: DialogueState) -> StateHead:
     head = StateHead(llm.hidden_size)
     force(head, state)

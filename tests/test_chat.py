@@ -8,8 +8,8 @@ import sys
 import pytest
 import torch
 
-from conftest import tiny_hf_model
-from dialogue_support import ANSWER, IGNORE, AnswerAfterSpeech, conversation, forced_head, printable_llm, silence
+from dialogue_support import (ANSWER, IGNORE, AnswerAfterSpeech, conversation, forced_head, printable_llm, saved_llm,
+                              silence)
 from freeze_omni.audio.io import read_audio, write_wav
 from freeze_omni.audio.vad import SpeechDetector
 from freeze_omni.bundle import has_speech_out, load_model, load_speaker, missing_parts, save_model
@@ -20,7 +20,6 @@ from freeze_omni.dialogue.replay import replay
 from freeze_omni.codec.model import Codec
 from freeze_omni.errors import FreezeOmniError, ModelNotFoundError
 from freeze_omni.dialogue.speaker import TextOnlySpeaker
-from freeze_omni.llm import FrozenLLM
 from freeze_omni.llm.int8 import Int8Linear
 from freeze_omni.llm.state_head import StateHead
 from freeze_omni.paths import DEFAULT_MODEL_DIR, PACKAGE_DIR
@@ -85,10 +84,7 @@ def test_bundle_keeps_a_token_readout_and_reattaches_the_llm(tmp_path, speech_in
 
 def test_bundle_loads_its_llm_with_int8_weights_when_it_says_so(tmp_path, monkeypatch, speech_input):
     monkeypatch.setenv("FREEZE_OMNI_CACHE", str(tmp_path / "cache"))
-    hf_model, tokenizer = tiny_hf_model("llama")
-    hf_model.save_pretrained(tmp_path / "llm")
-    tokenizer.save_pretrained(tmp_path / "llm")
-    llm = FrozenLLM.load(tmp_path / "llm", dtype=torch.float32)
+    llm = saved_llm(tmp_path, "llama")
     model_dir = tmp_path / "model"
     save_model(model_dir, SpeechInput(speech_input.encoder, llm.hidden_size), forced_head(llm, ANSWER),
                llm_source=str(tmp_path / "llm"), llm_weights="int8")
@@ -117,10 +113,7 @@ def test_replay_answers_a_request_and_ignores_what_is_not_for_it(speech_input, s
 
 def _chat_on_a_saved_model(tmp_path, monkeypatch, speech_input, speech) -> None:
     monkeypatch.setenv("FREEZE_OMNI_CACHE", str(tmp_path / "cache"))
-    hf_model, tokenizer = tiny_hf_model("qwen2")
-    hf_model.save_pretrained(tmp_path / "llm")
-    tokenizer.save_pretrained(tmp_path / "llm")
-    llm = FrozenLLM.load(tmp_path / "llm", dtype=torch.float32)
+    llm = saved_llm(tmp_path)
     save_model(tmp_path / "model", speech_input, forced_head(llm, ANSWER), llm_source=str(tmp_path / "llm"))
     spec = json.loads((tmp_path / "model" / "model.json").read_text())
     (tmp_path / "model" / "model.json").write_text(json.dumps({**spec, "llm_dtype": "float32"}))

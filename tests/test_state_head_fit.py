@@ -6,12 +6,10 @@ from dataclasses import replace
 import pytest
 import torch
 
-from conftest import tiny_hf_model
-from dialogue_support import LISTEN, forced_head, make_engine
+from dialogue_support import LISTEN, forced_head, make_engine, saved_llm
 from freeze_omni.audio.io import write_wav
 from freeze_omni.bundle import load_model, read_spec, save_model, write_spec
 from freeze_omni.cli import main
-from freeze_omni.llm import FrozenLLM
 from freeze_omni.eval.duplex import build_cases
 from freeze_omni.llm.state_head import DialogueState
 from freeze_omni.train.sequences import IGNORE
@@ -66,10 +64,7 @@ def test_replays_record_one_row_per_decision_with_its_label(llm, speech_input, d
 def test_train_state_head_writes_a_copy_of_the_bundle_with_the_refitted_head(tmp_path, monkeypatch, capsys,
                                                                             speech_input, speech):
     monkeypatch.setenv("FREEZE_OMNI_CACHE", str(tmp_path / "cache"))
-    hf_model, tokenizer = tiny_hf_model("qwen2")
-    hf_model.save_pretrained(tmp_path / "llm")
-    tokenizer.save_pretrained(tmp_path / "llm")
-    llm = FrozenLLM.load(tmp_path / "llm", dtype=torch.float32)
+    llm = saved_llm(tmp_path)
     source = tmp_path / "model"
     save_model(source, speech_input, forced_head(llm, LISTEN), llm_source=str(tmp_path / "llm"), answer_threshold=0.9)
     write_spec(source, replace(read_spec(source), llm_dtype="float32"))
