@@ -12,6 +12,7 @@ from freeze_omni.bundle import load_model, read_spec, save_model, write_spec
 from freeze_omni.cli import main
 from freeze_omni.eval.duplex import build_cases
 from freeze_omni.llm.state_head import DialogueState
+from freeze_omni.train import state_head_fit
 from freeze_omni.train.sequences import IGNORE
 from freeze_omni.train.state_head_fit import HORIZON_MS, HeardChunks, chunk_label, fit_state_head, hear_cases
 from freeze_omni.train.turns import TurnSettings, Utterance
@@ -76,11 +77,22 @@ def test_train_state_head_writes_a_copy_of_the_bundle_with_the_refitted_head(tmp
                                  "speech_end": speech[name].size / 16000 - 0.05}))
     (tmp_path / "m.jsonl").write_text("\n".join(lines))
     args = ["train", "state-head", "--model", str(source), "--manifest", str(tmp_path / "m.jsonl"), "--requests", "3"]
-    assert main(args + ["--out", str(tmp_path / "refit"), "--acoustic-chunks", "2"]) == 0
+    args += ["--acoustic-chunks", "2", "--replays", str(tmp_path / "heard.pt")]
+    assert main(args + ["--out", str(tmp_path / "refit")]) == 0
     refit = load_model(tmp_path / "refit")
     assert refit.spec.state_acoustic_chunks == 2 and refit.spec.answer_threshold == 0.0
     assert refit.state_head.acoustic.weight.any()
     assert not torch.equal(refit.state_head.proj.weight, load_model(source).state_head.proj.weight)
+
+    def no_replays(*_, **__):
+        raise AssertionError("the kept replays should have been used")
+
+    monkeypatch.setattr(state_head_fit, "hear_cases", no_replays)
+    assert main(args + ["--out", str(tmp_path / "again"), "--answer-threshold", "0.8"]) == 0  # the same fit
+    again = load_model(tmp_path / "again")
+    assert torch.equal(again.state_head.proj.weight, refit.state_head.proj.weight) and again.spec.answer_threshold == 0.8
+    with pytest.raises(AssertionError, match="kept replays"):  # other turns: heard again
+        main(args + ["--out", str(tmp_path / "other"), "--seed", "1"])
     capsys.readouterr()
     assert main(args + ["--out", str(source)]) != 0
     assert "another folder" in capsys.readouterr().err

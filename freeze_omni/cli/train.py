@@ -92,7 +92,7 @@ def fit_head(args: argparse.Namespace) -> int:
     from freeze_omni.eval.duplex import build_cases
     from freeze_omni.paths import data_dir
     from freeze_omni.safetensors_io import save_fp16
-    from freeze_omni.train.state_head_fit import fit_state_head, hear_cases
+    from freeze_omni.train.state_head_fit import fit_state_head, hear_cases, load_replays, save_replays
     from freeze_omni.train.turns import TurnSettings, read_turn_utterances
 
     source, out = Path(args.model), Path(args.out)
@@ -101,9 +101,15 @@ def fit_head(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     settings = TurnSettings(decide_after=args.decide_after)
     manifest = args.manifest or data_dir() / "corpus" / "default" / "train.jsonl"
-    cases = build_cases(read_turn_utterances(manifest), args.requests, args.seed)
-    engine = load_engine(source, 8, speech=False)
-    heard = hear_cases(engine, cases, args.acoustic_chunks, settings, log=lambda m: print(m, file=sys.stderr))
+    key = {"model": str(source.resolve()), "manifest": str(Path(manifest).resolve()), "requests": args.requests,
+           "seed": args.seed, "acoustic_chunks": args.acoustic_chunks, "decide_after": args.decide_after}
+    heard = load_replays(args.replays, key) if args.replays else None
+    if heard is None:
+        cases = build_cases(read_turn_utterances(manifest), args.requests, args.seed)
+        engine = load_engine(source, 8, speech=False)
+        heard = hear_cases(engine, cases, args.acoustic_chunks, settings, log=lambda m: print(m, file=sys.stderr))
+        if args.replays:
+            save_replays(args.replays, key, heard)
     head = fit_state_head(heard, args.acoustic_chunks, seed=args.seed)
     shutil.copytree(source, out, dirs_exist_ok=True)
     save_fp16(out / "state_head.safetensors", head.state_dict())
@@ -149,6 +155,8 @@ def register(commands) -> None:
                      help="written to model.json (tune it on dev with `eval duplex --sweep`)")
     sub.add_argument("--seed", type=int, default=0)
     sub.add_argument("--threads", type=int, default=1)
+    sub.add_argument("--replays", type=Path, metavar="FILE",
+                     help="keep what the engine heard here, and reuse it when model, turns and settings match")
     from freeze_omni.cli import train_codec
 
     train_codec.register(stages)

@@ -14,7 +14,8 @@ weights. Only the head changes: the speech input and the LLM are the bundle's.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -86,6 +87,20 @@ def hear_cases(engine: TurnEngine, cases: Sequence[DuplexCase], acoustic_chunks:
     if not hidden:
         raise ValueError("no case opened a turn: nothing to fit the state head on")
     return HeardChunks(torch.stack(hidden), torch.stack(acoustic), torch.tensor(labels))
+
+
+def save_replays(path: Path, key: dict, heard: HeardChunks) -> None:
+    """What the engine heard, with what it was heard from (`key`), so a refit can skip the replays."""
+    torch.save({"key": key, "heard": asdict(heard)}, path.with_name(path.name + ".partial"))
+    path.with_name(path.name + ".partial").replace(path)
+
+
+def load_replays(path: Path, key: dict) -> HeardChunks | None:
+    """The replays kept in `path` if they were heard from `key`, else None."""
+    if not path.is_file():
+        return None
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    return HeardChunks(**saved["heard"]) if saved.get("key") == key else None
 
 
 def fit_state_head(heard: HeardChunks, acoustic_chunks: int, steps: int = 400, lr: float = 3e-3,
