@@ -50,12 +50,13 @@ class ModelSpec:
     llm_weights: str = ""  # "int8": weight-only int8 matmuls at inference (`llm/int8.py`); "" = as loaded
     system_prompt: str = ""  # "" = the dialogue default
     answer_threshold: float = 0.0  # tuned on held-out turns; see `DialogueConfig.answer_threshold`
+    ignore_threshold: float = 0.0  # the same for dropping a turn (`DialogueConfig.ignore_threshold`)
     state_acoustic_chunks: int = 0  # > 0: the state head also reads the encoder (`StateHead`)
     format: int = FORMAT
 
     def dialogue_config(self, **settings) -> DialogueConfig:
         """The dialogue settings this model was tuned with, and any `settings` over them."""
-        own = {"answer_threshold": self.answer_threshold}
+        own = {"answer_threshold": self.answer_threshold, "ignore_threshold": self.ignore_threshold}
         if self.system_prompt:
             own["system_prompt"] = self.system_prompt
         return DialogueConfig(**{**own, **settings})

@@ -7,7 +7,8 @@ import torch
 
 from dialogue_support import ANSWER, LISTEN, RecordingSpeaker, forced_head, make_engine
 from freeze_omni.audio.io import write_wav
-from freeze_omni.dialogue import TurnEngine
+from freeze_omni.dialogue import TurnEngine, TurnIgnored
+from freeze_omni.dialogue.replay import replay
 from freeze_omni.eval.duplex import build_cases, evaluate_duplex, false_answer_figures, sweep_answer_threshold
 from freeze_omni.llm import SamplingConfig
 from freeze_omni.train.turns import Utterance
@@ -86,3 +87,29 @@ def test_false_answers_are_counted_per_kind():
     figures = false_answer_figures([("noise", True), ("noise", False), ("ignore", False), ("fragment", True)])
     assert figures == {"false_answer_rate": 0.5, "false_answers_by_kind": {"fragment": 1.0, "ignore": 0.0, "noise": 0.5}}
     assert false_answer_figures([]) == {"false_answer_rate": None, "false_answers_by_kind": {}}
+
+
+def test_an_ignore_threshold_keeps_a_turn_an_unsure_ignore_would_drop(llm, speech_input, detector, utterances):
+    """A head that says IGNORE with p = 0.58 on every chunk drops every turn at once, unless
+    dropping needs p >= 0.6; the sweep's pass per ignore threshold agrees with real runs."""
+    cases = [c for c in build_cases(utterances, n=3, seed=1) if c.kind != "barge-in"]
+    head = forced_head(llm, LISTEN)
+    with torch.no_grad():
+        head.proj.bias.copy_(torch.tensor([0.0, 0.0, 1.0]))
+    engine = make_engine(llm, speech_input, detector, head, max_answer_tokens=3, sampling=SamplingConfig())
+    rows = sweep_answer_threshold(engine, cases, [0.5], log=lambda _: None, ignore_thresholds=[0.5, 0.6])
+    assert [r["ignore_threshold"] for r in rows] == [0.5, 0.6]
+    for row in rows:
+        real = evaluate_duplex(TurnEngine(engine.speech_input, engine.llm, head, engine.detector, engine.speaker,
+                                          replace(engine.config, ignore_threshold=row["ignore_threshold"])),
+                               cases, log=lambda _: None)
+        assert row["missed_request_rate"] == real["missed_request_rate"] == 1.0  # IGNORE or LISTEN: never ANSWER
+    ignored = {}
+    for threshold in (0.5, 0.6):
+        config = replace(engine.config, ignore_threshold=threshold)
+        events = []
+        replay(TurnEngine(engine.speech_input, engine.llm, head, engine.detector, config=config), cases[0].audio,
+               on_event=events.append)
+        ignored[threshold] = [e.reason for e in events if isinstance(e, TurnIgnored)]
+    assert ignored[0.5] and set(ignored[0.5]) == {"state"}
+    assert ignored[0.6] and set(ignored[0.6]) == {"timeout"}  # kept until the end timeout

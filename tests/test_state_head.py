@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from freeze_omni.llm.state_head import DialogueState, StateHead, acoustic_context, chunk_means
+from freeze_omni.llm.state_head import DialogueState, StateHead, acoustic_context, chunk_means, decision
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -94,3 +94,13 @@ def test_an_acoustic_head_starts_where_the_plain_head_is_and_needs_its_input():
         plain(hidden, rows)
     with pytest.raises(ValueError):
         StateHead(16, 4, 0)
+
+
+def test_each_decision_needs_its_own_threshold():
+    answer, ignore = (0.1, 0.6, 0.3), (0.1, 0.3, 0.6)
+    assert decision(answer) is DialogueState.ANSWER and decision(ignore) is DialogueState.IGNORE
+    assert decision(answer, answer_threshold=0.7) is DialogueState.LISTEN
+    assert decision(answer, ignore_threshold=0.7) is DialogueState.ANSWER
+    assert decision(ignore, ignore_threshold=0.7) is DialogueState.LISTEN
+    assert decision(ignore, answer_threshold=0.7) is DialogueState.IGNORE
+    assert decision((0.5, 0.3, 0.2), 0.9, 0.9) is DialogueState.LISTEN

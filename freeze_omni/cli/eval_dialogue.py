@@ -46,21 +46,26 @@ def run_duplex(args: argparse.Namespace) -> int:
 
     manifest = args.manifest or data_dir() / "corpus" / "default" / "test.jsonl"
     cases = build_cases(read_turn_utterances(manifest), args.requests, args.seed)
-    settings = {} if args.answer_threshold is None else {"answer_threshold": args.answer_threshold}
+    settings = {k: v for k, v in (("answer_threshold", args.answer_threshold),
+                                  ("ignore_threshold", args.ignore_threshold)) if v is not None}
     engine = load_engine(args.model, args.max_tokens, speech=args.sweep is None, **settings)
     if args.sweep is not None:
         thresholds = [float(t) for t in args.sweep.split(",")]
-        table = sweep_answer_threshold(engine, cases, thresholds, log=lambda m: print(m, file=sys.stderr))
+        ignore = [float(t) for t in args.ignore_sweep.split(",")] if args.ignore_sweep else None
+        table = sweep_answer_threshold(engine, cases, thresholds, log=lambda m: print(m, file=sys.stderr),
+                                       ignore_thresholds=ignore)
         emit({"threshold_sweep": table, "n": sum(c.kind != "barge-in" for c in cases), "manifest": str(manifest),
               "model": str(args.model)}, args, "Answer threshold sweep")
         if not args.json:
             for row in table:
                 delay = row["end_of_turn_delay_ms"]
-                print(f"threshold {row['answer_threshold']}: false answers {row['false_answer_rate']}, missed "
+                print(f"thresholds {row['answer_threshold']} / {row['ignore_threshold']}: false answers "
+                      f"{row['false_answer_rate']}, missed "
                       f"{row['missed_request_rate']}, end-of-turn delay p50 {delay['p50']} p95 {delay['p95']}")
         return 0
     result = evaluate_duplex(engine, cases, log=lambda m: print(m, file=sys.stderr))
-    emit({**result, "answer_threshold": engine.config.answer_threshold, "manifest": str(manifest),
+    emit({**result, "answer_threshold": engine.config.answer_threshold,
+          "ignore_threshold": engine.config.ignore_threshold, "manifest": str(manifest),
           "model": str(args.model)}, args, "Duplex behaviour")
     return 0
 
@@ -117,6 +122,9 @@ def register(commands) -> None:
     sub.add_argument("--answer-threshold", type=float, help="p(answer) needed to take the turn (default: the model's)")
     sub.add_argument("--sweep", metavar="T1,T2,...", help="instead: false answers, missed requests and delay for "
                      "each answer threshold, from one pass with answers off (barge-ins left out)")
+    sub.add_argument("--ignore-threshold", type=float, help="p(ignore) needed to drop the turn (default: the model's)")
+    sub.add_argument("--ignore-sweep", metavar="U1,U2,...", help="with --sweep: also each of these ignore thresholds "
+                     "(one pass each)")
     add_report_arguments(sub)
 
     sub = add_leaf(commands, "latency", "wall-clock latency per stage from the end of user speech (p50/p95)",

@@ -114,11 +114,11 @@ def fit_head(args: argparse.Namespace) -> int:
     shutil.copytree(source, out, dirs_exist_ok=True)
     save_fp16(out / "state_head.safetensors", head.state_dict())
     write_spec(out, replace(read_spec(out), state_acoustic_chunks=args.acoustic_chunks,
-                            answer_threshold=args.answer_threshold))
+                            answer_threshold=args.answer_threshold, ignore_threshold=args.ignore_threshold))
     print(json.dumps({"model_dir": str(out), "from": str(source), "manifest": str(manifest),
                       "chunks": int(heard.labels.numel()), "labelled": int((heard.labels >= 0).sum()),
                       "acoustic_chunks": args.acoustic_chunks, "decide_after": args.decide_after,
-                      "answer_threshold": args.answer_threshold}))
+                      "answer_threshold": args.answer_threshold, "ignore_threshold": args.ignore_threshold}))
     return 0
 
 
@@ -153,6 +153,8 @@ def register(commands) -> None:
     sub.add_argument("--decide-after", type=float, default=0.24, help="seconds after a sound its decision is due")
     sub.add_argument("--answer-threshold", type=float, default=0.0,
                      help="written to model.json (tune it on dev with `eval duplex --sweep`)")
+    sub.add_argument("--ignore-threshold", type=float, default=0.0,
+                     help="written to model.json (tune it on dev with `eval duplex --sweep ... --ignore-sweep`)")
     sub.add_argument("--seed", type=int, default=0)
     sub.add_argument("--threads", type=int, default=1)
     sub.add_argument("--replays", type=Path, metavar="FILE",

@@ -107,6 +107,7 @@ class DialogueConfig:
     pause_after_ms: float = 96.0  # user speech this long pauses an active answer (rule 8)
     audio_lead_ms: float = 480.0  # answer audio queued ahead of playback before tokens come first again
     answer_threshold: float = 0.0  # p(answer) the state head needs to take the turn (0: its most likely state)
+    ignore_threshold: float = 0.0  # p(ignore) it needs to drop the turn (0: its most likely state)
 
     def __post_init__(self) -> None:
         if self.preroll_samples < CHUNK_SAMPLES:
@@ -249,7 +250,8 @@ class TurnEngine:
                 if turn.lead is not None:
                     embeds, turn.lead = torch.cat([turn.lead.to(embeds.dtype), embeds], 1), None
                 output = yield LLMCall(embeds, turn.kv)
-                state, probabilities = self.state_head.decide(output.last, self.config.answer_threshold, acoustic)
+                state, probabilities = self.state_head.decide(output.last, self.config.answer_threshold, acoustic,
+                                                              self.config.ignore_threshold)
                 decision = StateDecision(now, state, probabilities, barge_in=turn.cut is not None)
         events: list[Event] = [decision] if decision else []
         if decision and decision.state == DialogueState.ANSWER:

@@ -17,7 +17,9 @@ through the turn engine in 160 ms chunks. Times are on the input stream's clock.
 `sweep_answer_threshold` tunes `DialogueConfig.answer_threshold` from one pass: with answers
 switched off, every chunk's state probabilities are recorded, and for each threshold the first
 chunk that would have answered gives the figures. Up to that chunk a run does not depend on the
-threshold, so this is what a run with that threshold would measure (barge-ins left out).
+threshold, so this is what a run with that threshold would measure (barge-ins left out). Each
+ignore threshold (`DialogueConfig.ignore_threshold`) takes a pass of its own, since dropping a
+turn changes what is heard next.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import numpy as np
 from freeze_omni.audio.io import read_audio
 from freeze_omni.dialogue.events import (AnswerAudio, AnswerFinished, AnswerPaused, AnswerStarted, Event, Interrupted,
                                          StateDecision)
-from freeze_omni.llm.state_head import DialogueState
+from freeze_omni.llm.state_head import DialogueState, decision
 from freeze_omni.dialogue.replay import replay
 from freeze_omni.dialogue.turn import TurnEngine
 from freeze_omni.eval.report import percentiles
@@ -138,35 +140,38 @@ def evaluate_duplex(engine: TurnEngine, cases: Sequence[DuplexCase],
 
 
 def sweep_answer_threshold(engine: TurnEngine, cases: Sequence[DuplexCase], thresholds: Sequence[float],
-                           log: Callable[[str], None] = print) -> list[dict]:
-    """False-answer rate, missed-request rate and end-of-turn delay for each threshold."""
-    never = TurnEngine(engine.speech_input, engine.llm, engine.state_head, engine.detector,
-                       config=replace(engine.config, answer_threshold=2.0))
-    runs = []
-    for number, case in enumerate(c for c in cases if c.kind != "barge-in"):
-        events: list[Event] = []
-        replay(never, case.audio, on_event=events.append)
-        decisions = [e for e in events if isinstance(e, StateDecision)]
-        runs.append((case, decisions))
-        log(f"[{number + 1}] {case.kind}: {len(decisions)} decisions")
+                           log: Callable[[str], None] = print,
+                           ignore_thresholds: Sequence[float] | None = None) -> list[dict]:
+    """False-answer rate, missed-request rate and end-of-turn delay for each answer threshold, and
+    each ignore threshold (default: the engine's own; one pass per ignore threshold)."""
     table = []
-    for threshold in thresholds:
-        delays, missed, n_requests = [], 0, 0
-        not_meant: list[tuple[str, bool]] = []
-        for case, decisions in runs:
-            answered = next((d.t_ms for d in decisions if d.state is not DialogueState.IGNORE and
-                             d.probabilities[DialogueState.ANSWER] >= max(threshold, *d.probabilities)), None)
-            if case.kind == "request":
-                n_requests += 1
-                if answered is None:
-                    missed += 1
+    for ignore_threshold in ignore_thresholds if ignore_thresholds is not None else [engine.config.ignore_threshold]:
+        never = TurnEngine(engine.speech_input, engine.llm, engine.state_head, engine.detector,
+                           config=replace(engine.config, answer_threshold=2.0, ignore_threshold=ignore_threshold))
+        runs = []
+        for number, case in enumerate(c for c in cases if c.kind != "barge-in"):
+            events: list[Event] = []
+            replay(never, case.audio, on_event=events.append)
+            decisions = [e for e in events if isinstance(e, StateDecision)]
+            runs.append((case, decisions))
+            log(f"[{number + 1}] {case.kind}: {len(decisions)} decisions")
+        for threshold in thresholds:
+            delays, missed, n_requests = [], 0, 0
+            not_meant: list[tuple[str, bool]] = []
+            for case, decisions in runs:
+                answered = next((d.t_ms for d in decisions if decision(d.probabilities, threshold, ignore_threshold)
+                                 is DialogueState.ANSWER), None)
+                if case.kind == "request":
+                    n_requests += 1
+                    if answered is None:
+                        missed += 1
+                    else:
+                        delays.append(answered - case.mark_ms)
                 else:
-                    delays.append(answered - case.mark_ms)
-            else:
-                not_meant.append((case.kind, answered is not None))
-        table.append({"answer_threshold": threshold, "end_of_turn_delay_ms": percentiles(delays),
-                      **false_answer_figures(not_meant),
-                      "missed_request_rate": missed / n_requests if n_requests else None})
+                    not_meant.append((case.kind, answered is not None))
+            table.append({"answer_threshold": threshold, "ignore_threshold": ignore_threshold,
+                          "end_of_turn_delay_ms": percentiles(delays), **false_answer_figures(not_meant),
+                          "missed_request_rate": missed / n_requests if n_requests else None})
     return table
 
 

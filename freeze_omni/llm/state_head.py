@@ -45,6 +45,16 @@ def acoustic_context(means: torch.Tensor, history: torch.Tensor) -> tuple[torch.
     return rows, seen[seen.shape[0] - (k - 1):]
 
 
+def decision(probabilities: tuple[float, float, float], answer_threshold: float = 0.0,
+             ignore_threshold: float = 0.0) -> DialogueState:
+    """The most likely state, where ANSWER must also reach `answer_threshold` and IGNORE
+    `ignore_threshold`, else it is LISTEN: a false answer, or a request dropped on one unsure
+    chunk, costs the user more than a chunk of delay, so a model can be tuned to wait."""
+    state = DialogueState(max(range(len(probabilities)), key=probabilities.__getitem__))
+    needed = {DialogueState.ANSWER: answer_threshold, DialogueState.IGNORE: ignore_threshold}.get(state, 0.0)
+    return DialogueState.LISTEN if probabilities[state] < needed else state
+
+
 class StateHead(nn.Module):
     def __init__(self, hidden_size: int, acoustic_size: int = 0, acoustic_chunks: int = 0) -> None:
         super().__init__()
@@ -76,14 +86,10 @@ class StateHead(nn.Module):
         return logits + self.acoustic(acoustic.to(device=weight.device, dtype=weight.dtype))
 
     @torch.no_grad()
-    def decide(self, hidden: torch.Tensor, answer_threshold: float = 0.0,
-               acoustic: torch.Tensor | None = None) -> tuple[DialogueState, tuple[float, float, float]]:
+    def decide(self, hidden: torch.Tensor, answer_threshold: float = 0.0, acoustic: torch.Tensor | None = None,
+               ignore_threshold: float = 0.0) -> tuple[DialogueState, tuple[float, float, float]]:
         """One position's hidden state [hidden] or [1, hidden] (and its acoustic row) -> the most
-        likely state and all three probabilities. ANSWER must also reach `answer_threshold`, else it
-        is LISTEN: a false answer costs the user more than a chunk of delay, so a model can be tuned
-        to wait."""
-        probs = self(hidden.reshape(-1), None if acoustic is None else acoustic.reshape(-1)).float().softmax(-1)
-        state = DialogueState(int(probs.argmax()))
-        if state is DialogueState.ANSWER and probs[state] < answer_threshold:
-            state = DialogueState.LISTEN
-        return state, tuple(float(p) for p in probs)
+        likely state and all three probabilities."""
+        logits = self(hidden.reshape(-1), None if acoustic is None else acoustic.reshape(-1))
+        probabilities = tuple(float(p) for p in logits.float().softmax(-1))
+        return decision(probabilities, answer_threshold, ignore_threshold), probabilities
