@@ -58,8 +58,8 @@ class _RecordingHead(StateHead):
         self.heard: list[tuple[torch.Tensor, torch.Tensor | None]] = []
 
     @torch.no_grad()
-    def decide(self, hidden: torch.Tensor, answer_threshold: float = 0.0,
-               acoustic: torch.Tensor | None = None) -> tuple[DialogueState, tuple[float, float, float]]:
+    def decide(self, hidden: torch.Tensor, answer_threshold: float = 0.0, acoustic: torch.Tensor | None = None,
+               ignore_threshold: float = 0.0) -> tuple[DialogueState, tuple[float, float, float]]:
         self.heard.append((hidden.reshape(-1).float().cpu(), None if acoustic is None else acoustic.reshape(-1).cpu()))
         return DialogueState.LISTEN, (1.0, 0.0, 0.0)
 
@@ -113,8 +113,9 @@ def fit_state_head(heard: HeardChunks, acoustic_chunks: int, steps: int = 400, l
     if len(set(y.tolist())) < len(DialogueState):
         raise ValueError(f"the replays hold chunks of only {sorted(set(y.tolist()))} of the 3 states")
     mean, std = x.mean(0), x.std(0) + 1e-4
-    torch.manual_seed(seed)
-    linear = nn.Linear(x.shape[1], len(DialogueState))
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        linear = nn.Linear(x.shape[1], len(DialogueState))
     counts = torch.bincount(y, minlength=len(DialogueState)).float()
     balance = counts.sum() / (len(DialogueState) * counts)
     optimizer = torch.optim.AdamW(linear.parameters(), lr, weight_decay=weight_decay)
