@@ -139,6 +139,19 @@ def evaluate_duplex(engine: TurnEngine, cases: Sequence[DuplexCase],
             "barge_ins_stopped": len(stops), "barge_ins_interrupted": interrupted, "n": len(cases), "items": rows}
 
 
+def replay_decisions(engine: TurnEngine, cases: Sequence[DuplexCase],
+                     log: Callable[[str], None] = print) -> list[tuple[DuplexCase, list[StateDecision]]]:
+    """Every case but the barge-ins replayed through `engine`, with the state decisions it made."""
+    runs = []
+    for number, case in enumerate(c for c in cases if c.kind != "barge-in"):
+        events: list[Event] = []
+        replay(engine, case.audio, on_event=events.append)
+        decisions = [e for e in events if isinstance(e, StateDecision)]
+        runs.append((case, decisions))
+        log(f"[{number + 1}] {case.kind}: {len(decisions)} decisions")
+    return runs
+
+
 def sweep_answer_threshold(engine: TurnEngine, cases: Sequence[DuplexCase], thresholds: Sequence[float],
                            log: Callable[[str], None] = print,
                            ignore_thresholds: Sequence[float] | None = None) -> list[dict]:
@@ -148,13 +161,7 @@ def sweep_answer_threshold(engine: TurnEngine, cases: Sequence[DuplexCase], thre
     for ignore_threshold in ignore_thresholds if ignore_thresholds is not None else [engine.config.ignore_threshold]:
         never = TurnEngine(engine.speech_input, engine.llm, engine.state_head, engine.detector,
                            config=replace(engine.config, answer_threshold=2.0, ignore_threshold=ignore_threshold))
-        runs = []
-        for number, case in enumerate(c for c in cases if c.kind != "barge-in"):
-            events: list[Event] = []
-            replay(never, case.audio, on_event=events.append)
-            decisions = [e for e in events if isinstance(e, StateDecision)]
-            runs.append((case, decisions))
-            log(f"[{number + 1}] {case.kind}: {len(decisions)} decisions")
+        runs = replay_decisions(never, cases, log)
         for threshold in thresholds:
             delays, missed, n_requests = [], 0, 0
             not_meant: list[tuple[str, bool]] = []

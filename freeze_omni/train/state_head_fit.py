@@ -20,10 +20,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from freeze_omni.dialogue.events import Event, StateDecision
-from freeze_omni.dialogue.replay import replay
 from freeze_omni.dialogue.turn import TurnEngine
-from freeze_omni.eval.duplex import DuplexCase
+from freeze_omni.eval.duplex import DuplexCase, replay_decisions
 from freeze_omni.llm.state_head import DialogueState, StateHead
 from freeze_omni.train.sequences import IGNORE
 from freeze_omni.train.turns import TurnSettings
@@ -71,22 +69,15 @@ def hear_cases(engine: TurnEngine, cases: Sequence[DuplexCase], acoustic_chunks:
     head = _RecordingHead(engine.llm.hidden_size, encoder_dim if acoustic_chunks else 0, acoustic_chunks)
     recorder = TurnEngine(engine.speech_input, engine.llm, head.to(engine.llm.device), engine.detector,
                           config=replace(engine.config, answer_threshold=2.0))
-    hidden, acoustic, labels = [], [], []
-    for number, case in enumerate(c for c in cases if c.kind != "barge-in"):
-        head.heard.clear()
-        events: list[Event] = []
-        replay(recorder, case.audio, on_event=events.append)
-        times = [e.t_ms - case.mark_ms for e in events if isinstance(e, StateDecision)]
-        if len(times) != len(head.heard):
-            raise RuntimeError(f"{len(head.heard)} chunks heard but {len(times)} decisions made")
-        for t_ms, (h, a) in zip(times, head.heard):
-            hidden.append(h)
-            acoustic.append(torch.zeros(0) if a is None else a)
-            labels.append(chunk_label(t_ms, case.kind == "request", settings))
-        log(f"[{number + 1}] {case.kind}: {len(times)} chunks")
-    if not hidden:
+    runs = replay_decisions(recorder, cases, log)
+    labels = [chunk_label(d.t_ms - case.mark_ms, case.kind == "request", settings)
+              for case, decisions in runs for d in decisions]
+    if len(labels) != len(head.heard):
+        raise RuntimeError(f"{len(head.heard)} chunks heard but {len(labels)} decisions made")
+    if not labels:
         raise ValueError("no case opened a turn: nothing to fit the state head on")
-    return HeardChunks(torch.stack(hidden), torch.stack(acoustic), torch.tensor(labels))
+    return HeardChunks(torch.stack([h for h, _ in head.heard]),
+                       torch.stack([torch.zeros(0) if a is None else a for _, a in head.heard]), torch.tensor(labels))
 
 
 def save_replays(path: Path, key: dict, heard: HeardChunks) -> None:
