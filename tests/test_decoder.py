@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 
 from freeze_omni.decoder.alignment import Vocab, codes_of, interleave, token_owners
 from freeze_omni.decoder.batch import IGNORE, collate, pad_hidden
-from freeze_omni.decoder.generate import codec_tokens, speak_ids, start, step
+from freeze_omni.decoder.generate import codec_tokens, prior_closeness, speak_ids, start, step
 from freeze_omni.decoder.model import DecoderConfig, SpeechDecoder
-from freeze_omni.decoder.sampling import SamplingConfig, legal, pace, penalise, top_k
+from freeze_omni.decoder.sampling import SamplingConfig, choose_code, legal, pace, penalise, top_k
+from freeze_omni.decoder.targets import shared_voice_text
 from freeze_omni.decoder.weights import load_decoder, save_decoder
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -81,6 +84,41 @@ def test_a_negative_pace_bias_speaks_longer():
     lengths = [speak_ids(model, ids, SamplingConfig(top_k=1, max_tokens_per_phoneme=8, pace_bias=bias)).size
                for bias in (4.0, 0.0, -4.0)]
     assert lengths[0] < lengths[1] < lengths[2] <= 8 * len(ids)
+
+
+def test_the_prior_weight_trades_the_decoder_code_for_the_one_nearest_the_prior():
+    logits, closeness = torch.tensor([3.0, 2.0, 0.0]), torch.tensor([-5.0, 0.0, -1.0])
+    assert choose_code(logits, closeness, 0.0, 1, 1.0, None) == 0
+    assert choose_code(logits, closeness, 0.1, 1, 1.0, None) == 0
+    assert choose_code(logits, closeness, 1.0, 1, 1.0, None) == 1
+    for weight in (-1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="prior_weight"):
+            SamplingConfig(prior_weight=weight)
+
+
+def test_the_voice_prior_chooses_each_code_but_not_whether_to_emit_one():
+    torch.manual_seed(0)
+    model = SpeechDecoder(CONFIG).eval()
+    model.decoder.head.codebook.normal_(std=0.1)
+    ids = np.array([1, 0, 14, 0, 18, 0, 2])
+    nearest = prior_closeness(model, ids).argmax(-1)
+    pairs = torch.from_numpy(shared_voice_text().prior(ids)).repeat(1, 2)  # both frames of a token inside one id
+    assert nearest.tolist() == torch.cdist(pairs, model.decoder.head.codebook).argmin(-1).tolist()
+    assert nearest.unique().numel() > 1
+    sampling = SamplingConfig(top_k=1, max_tokens_per_phoneme=4, prior_weight=1e6)
+    state, codes = start(model, ids), []
+    while not state.done:
+        pointer = state.pointer
+        plain = step(model, replace(state, history=list(state.history)), replace(sampling, prior_weight=0.0))
+        symbol = step(model, state, sampling)
+        if plain < CONFIG.vocab.codes:
+            assert symbol == nearest[pointer]
+            codes.append(symbol)
+        else:
+            assert symbol == plain
+    assert codes and len(set(codes)) > 1
+    with pytest.raises(ValueError, match="prior"):  # codes that are not frames of the voice's latent
+        prior_closeness(SpeechDecoder(replace(CONFIG, code_dim=24)), ids)
 
 
 def _example(seed: int = 0):

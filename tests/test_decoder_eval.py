@@ -12,6 +12,7 @@ from freeze_omni.cli import main
 from freeze_omni.codec.model import Codec, CodecConfig
 from freeze_omni.decoder.model import DecoderConfig, SpeechDecoder
 from freeze_omni.decoder.phonemes import shared_phonemizer
+from freeze_omni.decoder.sampling import SamplingConfig
 from freeze_omni.decoder.weights import save_decoder
 from freeze_omni.eval.speech_out import evaluate_speech_out
 from freeze_omni.llm import FrozenLLM
@@ -59,7 +60,8 @@ def test_eval_report_with_and_without_prefix(codec):
 def test_the_pace_is_reported_and_sets_the_length_of_the_speech(codec):
     decoder = _decoder(8)  # greedy, it holds code 3 until the length guard (ADVANCE ties with it)
     texts = ["Hello there, how are you?"]
-    normal, fast = (evaluate_speech_out(texts, decoder, codec, [1], threads=1, floors=False, pace_bias=bias)
+    normal, fast = (evaluate_speech_out(texts, decoder, codec, [1], threads=1, floors=False,
+                                        sampling=SamplingConfig(pace_bias=bias))
                     for bias in (0.0, 1.0))
     assert (normal["pace_bias"], fast["pace_bias"]) == (0.0, 1.0)
     assert fast["by_top_k"]["1"]["audio_seconds"] < normal["by_top_k"]["1"]["audio_seconds"]
@@ -75,9 +77,14 @@ def test_eval_and_bench_commands(codec, tmp_path, capsys):
     report = json.loads(capsys.readouterr().out)
     assert {"wer", "cer", "by_top_k", "resynthesis_wer", "source_wer", "n"} <= set(report) and report["n"] == 1
     assert not report["prefix"] and 0 <= report["source_wer"] <= 1  # Piper's own audio of a short sentence
+    assert report["prior_weight"] == SamplingConfig.prior_weight
     assert main(["bench", "speech-out", "--decoder", str(decoder), "--codec", str(codec_path), "--repeats", "1",
-                 "--json"]) == 0
+                 "--prior-weight", "0", "--json"]) == 0
     bench = json.loads(capsys.readouterr().out)
-    assert bench["first_packet_ms"] > 0 and bench["rtf"] > 0 and bench["phrases"] == 5
+    assert bench["first_packet_ms"] > 0 and bench["rtf"] > 0 and bench["phrases"] == 5 and bench["prior_weight"] == 0
     assert bench["step"] == "onnx" and report["step"] == "onnx"  # inference runs the AR step on ONNX Runtime
     assert main(["eval", "speech-out", "--texts", str(tmp_path / "missing.txt"), "--no-prefix"]) == 1
+    for weight in ("-1", "inf", "nan"):
+        with pytest.raises(SystemExit):
+            main(["eval", "speech-out", "--texts", str(texts), "--prior-weight", weight])
+        assert "expected a finite number >= 0" in capsys.readouterr().err

@@ -16,13 +16,13 @@ from freeze_omni.decoder.onnx_step import OnnxStep, load_onnx_step
 from freeze_omni.decoder.sampling import SamplingConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-CONFIG = DecoderConfig(codes=64, code_dim=24, phoneme_symbols=20, llm_hidden=12, dim=32, heads=4, encoder_layers=1,
+CONFIG = DecoderConfig(codes=64, phoneme_symbols=20, llm_hidden=12, dim=32, heads=4, encoder_layers=1,
                        decoder_layers=2, prefix_layers=1, dropout=0.0, prefix_bias=-0.5)
 
 
 def _model(seed: int = 0) -> SpeechDecoder:
     torch.manual_seed(seed)
-    model = SpeechDecoder(CONFIG, codebook=torch.randn(CONFIG.codes, CONFIG.code_dim)).eval()
+    model = SpeechDecoder(CONFIG, codebook=0.25 * torch.randn(CONFIG.codes, CONFIG.code_dim)).eval()
     torch.nn.init.normal_(model.prefix.values.weight)  # a prefix that changes the output
     return model
 

@@ -52,6 +52,31 @@ def non_negative_int(text: str) -> int:
     return _int_at_least(text, 0, "an integer >= 0")
 
 
+def finite_non_negative_float(text: str) -> float:
+    """argparse type: a finite number >= 0, with a clear message otherwise."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
+def add_prior_weight(parser: argparse.ArgumentParser) -> None:
+    """`--prior-weight` of the commands that speak with the decoder (`say`, `eval`/`bench speech-out`)."""
+    parser.add_argument("--prior-weight", type=finite_non_negative_float, metavar="W",
+                        help="weight of the voice's prior in the choice of each code (0: the decoder's "
+                             "logits alone; default: as the dialogue speaks)")
+
+
+def prior_weight(args: argparse.Namespace) -> float:
+    """The `--prior-weight` asked for, or the one the dialogue speaks with."""
+    from freeze_omni.decoder.sampling import SamplingConfig
+
+    return SamplingConfig.prior_weight if args.prior_weight is None else args.prior_weight
+
+
 def _int_at_least(text: str, low: int, what: str) -> int:
     try:
         value = int(text)

@@ -7,7 +7,7 @@ import argparse
 import sys
 import time
 
-from freeze_omni.cli import add_leaf, positive_int
+from freeze_omni.cli import add_leaf, add_prior_weight, positive_int, prior_weight
 from freeze_omni.eval.report import add_report_arguments, emit
 
 PHRASES = (
@@ -33,8 +33,9 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     model = load_decoder(args.decoder or DEFAULT_DECODER_PATH)
     codec = Codec.load(args.codec) if args.codec else Codec.load()
-    speaker = speaker_for_inference(model, codec, SamplingConfig(top_k=args.top_k or SamplingConfig.top_k), threads=args.threads,
-                                    onnx=args.step == "onnx")
+    sampling = SamplingConfig(top_k=args.top_k or SamplingConfig.top_k,
+                              prior_weight=prior_weight(args))
+    speaker = speaker_for_inference(model, codec, sampling, threads=args.threads, onnx=args.step == "onnx")
     generator = torch.Generator().manual_seed(0)
 
     def phrase(text: str) -> Phrase:
@@ -66,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
         "x_realtime": audio_s / compute_s,
         "first_packet_tokens": speaker.packets.first_tokens,
         "top_k": speaker.sampling.top_k,
+        "prior_weight": speaker.sampling.prior_weight,
         "threads": torch.get_num_threads(),
         "step": "onnx" if speaker.onnx_step is not None else "torch",
         "phrases": len(first_ms),
@@ -84,4 +86,5 @@ def register(commands) -> None:
     sub.add_argument("--threads", type=int, default=1, help="torch and ONNX Runtime threads (default 1)")
     sub.add_argument("--step", choices=("onnx", "torch"), default="onnx",
                      help="run the AR decoder's step on ONNX Runtime (default) or on the torch module")
+    add_prior_weight(sub)
     add_report_arguments(sub)

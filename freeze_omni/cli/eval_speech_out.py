@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from freeze_omni.cli import add_leaf, positive_int
+from freeze_omni.cli import add_leaf, add_prior_weight, positive_int, prior_weight
 from freeze_omni.eval.report import add_report_arguments, emit
 
 
@@ -25,6 +25,7 @@ def run(args: argparse.Namespace) -> int:
 
     from freeze_omni.codec.model import Codec
     from freeze_omni.decoder.onnx_step import load_onnx_step
+    from freeze_omni.decoder.sampling import SamplingConfig
     from freeze_omni.decoder.weights import DEFAULT_DECODER_PATH, load_decoder
     from freeze_omni.eval.manifest import evenly_spaced
     from freeze_omni.eval.speech_out import evaluate_speech_out, read_texts
@@ -42,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"speech-out: {len(texts)} texts, top-k {args.top_k}, prefix {'on' if llm else 'off'}, "
           f"AR step on {'torch' if onnx_step is None else 'onnx'}", file=sys.stderr)
     result = evaluate_speech_out(texts, model, codec, args.top_k, llm, threads=args.threads,
-                                 floors=not args.no_floors, onnx_step=onnx_step, pace_bias=args.pace_bias)
+                                 floors=not args.no_floors, onnx_step=onnx_step,
+                                 sampling=SamplingConfig(pace_bias=args.pace_bias, prior_weight=prior_weight(args)))
     emit(result, args, "Speech output intelligibility (reference ASR)")
     return 0
 
@@ -60,6 +62,7 @@ def register(commands) -> None:
     sub.add_argument("--threads", type=int, default=1, help="torch, ONNX Runtime and ASR threads (default 1)")
     sub.add_argument("--pace-bias", type=float, default=0.0,
                      help="added to the logits that end a phoneme: below 0 speaks slower (default 0)")
+    add_prior_weight(sub)
     sub.add_argument("--step", choices=("onnx", "torch"), default="onnx",
                      help="run the AR decoder's step on ONNX Runtime (default) or on the torch module")
     add_report_arguments(sub)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from freeze_omni.cli import add_leaf, positive_int
+from freeze_omni.cli import add_leaf, add_prior_weight, positive_int, prior_weight
 
 
 def run(args: argparse.Namespace) -> int:
@@ -27,7 +27,8 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     model = load_decoder(args.decoder or DEFAULT_DECODER_PATH)
     codec = Codec.load(args.codec) if args.codec else Codec.load()
-    sampling = SamplingConfig(top_k=args.top_k or SamplingConfig.top_k, seed=args.seed, pace_bias=args.pace_bias)
+    sampling = SamplingConfig(top_k=args.top_k or SamplingConfig.top_k, seed=args.seed, pace_bias=args.pace_bias,
+                              prior_weight=prior_weight(args))
     speaker = speaker_for_inference(model, codec, sampling, use_prefix=False, threads=args.threads)
     packets = list(speak_text(speaker, text))
     if not packets:
@@ -47,6 +48,7 @@ def register(commands) -> None:
                      help="AR sampling among the k likeliest symbols (default: as the dialogue speaks)")
     sub.add_argument("--pace-bias", type=float, default=0.0,
                      help="added to the logits that end a phoneme: below 0 speaks slower (default 0)")
+    add_prior_weight(sub)
     sub.add_argument("--seed", type=int, default=0)
     sub.add_argument("--decoder", type=Path, help="decoder weights (default: the default model's)")
     sub.add_argument("--codec", type=Path, help="codec weights (default: the default model's)")

@@ -21,7 +21,8 @@ import torch
 from freeze_omni.decoder.layers import KV
 from freeze_omni.decoder.model import Prefix, SpeechDecoder
 from freeze_omni.decoder.onnx_step import OnnxStep, StepCache
-from freeze_omni.decoder.sampling import SamplingConfig, legal, pace, penalise, top_k
+from freeze_omni.decoder.sampling import SamplingConfig, choose_code, legal, pace, penalise, top_k
+from freeze_omni.decoder.targets import shared_voice_text
 
 
 @dataclass
@@ -38,10 +39,25 @@ class DecoderState:
     history: list[int] = field(default_factory=list)  # codes emitted, for the repetition window
     phoneme_start: int = 0  # len(history) when the pointer reached the current id
     done: bool = False
+    phonemes: np.ndarray | None = None  # [P] the sentence's phoneme ids (for the voice's prior)
+    closeness: torch.Tensor | None = None  # [P, codes] float32 CPU, made when first needed (`prior_closeness`)
 
     @property
     def ids(self) -> int:
         return self.encoded.shape[0]
+
+
+@torch.no_grad()
+def prior_closeness(model: SpeechDecoder, ids: np.ndarray) -> torch.Tensor:
+    """[P, codes]: -|t_p - code|^2 / 2, shifted to 0 at the nearest code, where t_p is the token
+    the voice itself gives a frame pair inside id p (its prior mean in both frames)."""
+    transposed, half_norms = model.decoder.head.derived()
+    mean = torch.from_numpy(shared_voice_text().prior(ids))
+    stack, rest = divmod(transposed.shape[0], mean.shape[1])
+    if rest or not stack:
+        raise ValueError(f"codes of {transposed.shape[0]} values are not frames of the voice's {mean.shape[1]}-wide prior")
+    scores = mean.repeat(1, stack) @ transposed.float().cpu() - half_norms.float().cpu()
+    return scores - scores.amax(-1, keepdim=True)
 
 
 @torch.no_grad()
@@ -58,7 +74,7 @@ def start(model: SpeechDecoder, ids: np.ndarray, hidden: torch.Tensor | None = N
         prefix = model.make_prefix(hidden.to(device, dtype)[None], torch.tensor([hidden.shape[0]], device=device))
     return DecoderState(encoded, prefix, torch.Generator().manual_seed(seed),
                         caches=None if onnx_step is None else onnx_step.new_cache(prefix), onnx_step=onnx_step,
-                        previous=model.config.vocab.bos)
+                        previous=model.config.vocab.bos, phonemes=np.asarray(ids, np.int64))
 
 
 @torch.no_grad()
@@ -79,8 +95,13 @@ def step(model: SpeechDecoder, state: DecoderState, sampling: SamplingConfig) ->
     logits = pace(legal(logits, vocab, state.pointer, state.ids, state.count, sampling.max_tokens_per_phoneme),
                   vocab, sampling.pace_bias)
     window = state.history[max(0, state.phoneme_start - sampling.repetition_window): state.phoneme_start]
-    symbol = top_k(penalise(logits, window, sampling.repetition_penalty), sampling.top_k,
-                   sampling.temperature, state.generator)
+    logits = penalise(logits, window, sampling.repetition_penalty)
+    symbol = top_k(logits, sampling.top_k, sampling.temperature, state.generator)
+    if symbol < vocab.codes and sampling.prior_weight:
+        if state.closeness is None:
+            state.closeness = prior_closeness(model, state.phonemes)
+        symbol = choose_code(logits[: vocab.codes], state.closeness[state.pointer], sampling.prior_weight,
+                             sampling.top_k, sampling.temperature, state.generator)
     state.previous, state.position = symbol, state.position + 1
     if symbol < vocab.codes:
         state.history.append(symbol)

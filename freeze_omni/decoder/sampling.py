@@ -24,7 +24,15 @@ class SamplingConfig:
     max_tokens_per_phoneme: int = 24  # length guard: ~1.1 s on one phoneme id forces ADVANCE
     # Added to the ADVANCE and STOP logits: below 0 each phoneme is held longer (slower speech).
     pace_bias: float = 0.0
+    # Weight of the voice's own prior in the choice of a code (0: the decoder's logits alone). A code
+    # loses weight/2 * its squared distance to the prior mean of the id being spoken; ADVANCE/STOP
+    # are still decided on the decoder's logits alone (see `choose_code`).
+    prior_weight: float = 3.0
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.prior_weight < float("inf"):
+            raise ValueError(f"prior_weight must be a finite number >= 0, got {self.prior_weight}")
 
 
 def legal(logits: torch.Tensor, vocab: Vocab, pointer: int, ids: int, count: int, max_count: int) -> torch.Tensor:
@@ -55,6 +63,15 @@ def penalise(logits: torch.Tensor, previous: Sequence[int], penalty: float) -> t
     values = logits[index]
     logits[index] = torch.where(values > 0, values / penalty, values * penalty)
     return logits
+
+
+def choose_code(code_logits: torch.Tensor, closeness: torch.Tensor, weight: float, k: int,
+                temperature: float, generator: torch.Generator | None) -> int:
+    """Re-choose a code once the decoder chose to emit one: its code logits plus `weight` times the
+    closeness of each code to the voice's prior (0 at the nearest code, below elsewhere). Only
+    which code, not whether a code: adding the prior to the full row would also shift the odds of
+    ADVANCE against the best code, and so the timing the decoder learned."""
+    return top_k(code_logits + weight * closeness, k, temperature, generator)
 
 
 def top_k(logits: torch.Tensor, k: int, temperature: float, generator: torch.Generator | None) -> int:

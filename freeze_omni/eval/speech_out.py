@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -15,6 +16,7 @@ from tqdm import tqdm
 from freeze_omni.audio import SAMPLE_RATE as RATE_16K
 from freeze_omni.audio.io import resample
 from freeze_omni.codec.piper_latent import SAMPLE_RATE
+from freeze_omni.decoder.sampling import SamplingConfig
 from freeze_omni.eval import reference_asr
 from freeze_omni.eval.metrics import error_rates
 
@@ -76,14 +78,13 @@ def source_and_resynthesis(texts: Sequence[str], codec, threads: int | None = No
 
 
 def evaluate_speech_out(texts: Sequence[str], model, codec, top_ks: Sequence[int], llm=None,
-                        threads: int | None = None, floors: bool = True,
-                        max_tokens_per_phoneme: int = 24, onnx_step: OnnxStep | None = None,
-                        pace_bias: float = 0.0) -> dict:
+                        threads: int | None = None, floors: bool = True, onnx_step: OnnxStep | None = None,
+                        sampling: SamplingConfig = SamplingConfig()) -> dict:
     """REPORTS.md `eval speech-out`: WER/CER per top-k without the prefix decoder and, given the
     LLM, with it (the LLM reads each text as its own answer; its hidden states feed the prefix).
-    `onnx_step` (`decoder.onnx_step.load_onnx_step`) runs the AR step as inference does."""
+    `onnx_step` (`decoder.onnx_step.load_onnx_step`) runs the AR step as inference does; `sampling`
+    sets everything but top-k and the seed (text i speaks with seed i)."""
     from freeze_omni.decoder.answers import read_as_answer
-    from freeze_omni.decoder.sampling import SamplingConfig
     from freeze_omni.decoder.speech import synthesize
 
     hidden = [read_as_answer(llm, t).hidden for t in texts] if llm is not None else None
@@ -93,9 +94,8 @@ def evaluate_speech_out(texts: Sequence[str], model, codec, top_ks: Sequence[int
     for name, states in variants.items():
         for k in top_ks:
             result = speech_wer(texts, lambda i, t: synthesize(
-                model, codec, t, SamplingConfig(top_k=k, seed=i, max_tokens_per_phoneme=max_tokens_per_phoneme,
-                                                pace_bias=pace_bias),
-                None if states is None else states[i], onnx_step), threads, desc=f"top-k {k} {name}")
+                model, codec, t, replace(sampling, top_k=k, seed=i), None if states is None else states[i],
+                onnx_step), threads, desc=f"top-k {k} {name}")
             by[name][str(k)] = {"wer": result["wer"], "cer": result["cer"], "audio_seconds": result["audio_seconds"]}
             for row, hyp in zip(rows, result["hypotheses"]):
                 row[f"top{k}_{name}"] = hyp
@@ -103,7 +103,7 @@ def evaluate_speech_out(texts: Sequence[str], model, codec, top_ks: Sequence[int
     best = min(main, key=lambda k: main[k]["wer"])
     report = {"wer": main[best]["wer"], "cer": main[best]["cer"], "best_top_k": int(best),
               "prefix": hidden is not None, "by_top_k": main, "by_top_k_no_prefix": by["no_prefix"],
-              "pace_bias": pace_bias}
+              "pace_bias": sampling.pace_bias, "prior_weight": sampling.prior_weight}
     if floors:
         measured = source_and_resynthesis(texts, codec, threads)
         report.update({"resynthesis_wer": measured["resynthesis"]["wer"], "resynthesis_cer": measured["resynthesis"]["cer"],
