@@ -22,6 +22,7 @@ from freeze_omni.decoder.model import SpeechDecoder
 from freeze_omni.decoder.onnx_step import OnnxStep, load_onnx_step
 from freeze_omni.decoder.phonemes import shared_phonemizer
 from freeze_omni.decoder.sampling import SamplingConfig
+from freeze_omni.decoder.targets import shared_voice_text
 from freeze_omni.dialogue.speaker import Phrase
 
 
@@ -84,9 +85,12 @@ def speaker_for_inference(model: SpeechDecoder, codec: Codec, sampling: Sampling
                           packets: PacketConfig = PacketConfig()) -> DecoderSpeaker:
     """The speaker with its AR step on ONNX Runtime (`threads` intra-op threads), exported once
     per weights into the cache; on the torch module when `onnx` is off, the model is not on the
-    CPU, or the export fails (`load_onnx_step` warns). The model must not change afterwards."""
+    CPU, or the export fails (`load_onnx_step` warns). The model must not change afterwards.
+    The voice's text encoder (`prior_weight`) is loaded here too, not in the first answer."""
     on_cpu = next(model.parameters()).device.type == "cpu"
     step = load_onnx_step(model.decoder, threads) if onnx and on_cpu else None
+    if sampling.prior_weight:
+        shared_voice_text()
     return DecoderSpeaker(model, codec, sampling, packets, use_prefix, step)
 
 
