@@ -14,19 +14,24 @@ from freeze_omni.eval.duplex import build_cases
 from freeze_omni.llm.state_head import DialogueState
 from freeze_omni.train import state_head_fit
 from freeze_omni.train.sequences import IGNORE
-from freeze_omni.train.state_head_fit import HORIZON_MS, HeardChunks, chunk_label, fit_state_head, hear_cases
-from freeze_omni.train.turns import TurnSettings, Utterance
+from freeze_omni.train.state_head_fit import HORIZON_MS, HeardChunks, fit_state_head, hear_cases, replay_label
+from freeze_omni.train.turns import CHUNK_SECONDS, TurnSettings, Utterance, chunk_labels
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_chunks_are_labelled_as_stage_3_labels_turns():
-    settings = TurnSettings(decide_after=0.24)
-    assert chunk_label(-500.0, True, settings) == chunk_label(80.0, False, settings) == DialogueState.LISTEN
-    assert chunk_label(81.0, True, settings) == chunk_label(239.0, True, settings) == IGNORE  # the gap
-    assert chunk_label(240.0, True, settings) == DialogueState.ANSWER
-    assert chunk_label(240.0, False, settings) == DialogueState.IGNORE
-    assert chunk_label(HORIZON_MS, True, settings) == IGNORE
+    settings = TurnSettings(listen_margin=0.08, decide_after=0.24)
+    assert replay_label(-500.0, True, settings) == replay_label(79.0, False, settings) == DialogueState.LISTEN
+    assert replay_label(80.0, True, settings) == replay_label(239.0, True, settings) == IGNORE  # the gap
+    assert replay_label(240.0, True, settings) == DialogueState.ANSWER
+    assert replay_label(240.0, False, settings) == DialogueState.IGNORE
+    assert replay_label(HORIZON_MS, True, settings) == IGNORE
+    for end in (0.08, 0.5, 1.0, 1.37):  # every chunk of a stage-3 turn, as a replay would see it
+        for request, label in ((True, DialogueState.ANSWER), (False, DialogueState.IGNORE)):
+            stage_3 = chunk_labels(end, label, 2, settings)
+            replayed = [replay_label(((k + 1) * CHUNK_SECONDS - end) * 1000, request, settings) for k in range(len(stage_3))]
+            assert replayed == stage_3
 
 
 def test_the_fit_separates_states_and_folds_the_standardisation_into_the_head():

@@ -5,8 +5,8 @@ turns from the corpus's train split (requests, fillers and backchannels, request
 mid-sentence, noise: `eval.duplex.build_cases`) through a bundle's `TurnEngine` with a head that
 only records: every chunk's LLM last hidden state and acoustic row, exactly as the engine computes
 them at inference (VAD onset, pre-roll, chunking). Chunks are labelled as `train/turns.py` labels
-them (listen until `listen_margin` after the sound, answer or ignore from `decide_after`, nothing
-in between, nothing after `HORIZON_MS`), and the head is fitted by full-batch AdamW on
+them (`turns.chunk_label`: listen until `listen_margin` after the sound, answer or ignore from
+`decide_after`, nothing in between; nothing after `HORIZON_MS`), and the head is fitted by full-batch AdamW on
 standardised inputs with class-balanced cross-entropy; the standardisation is folded into the
 weights. Only the head changes: the speech input and the LLM are the bundle's.
 """
@@ -24,7 +24,7 @@ from freeze_omni.dialogue.turn import TurnEngine
 from freeze_omni.eval.duplex import DuplexCase, replay_decisions
 from freeze_omni.llm.state_head import DialogueState, StateHead
 from freeze_omni.train.sequences import IGNORE
-from freeze_omni.train.turns import TurnSettings
+from freeze_omni.train.turns import TurnSettings, chunk_label
 
 HORIZON_MS = 1200.0  # chunks heard up to this long after a sound (stage 3's evaluation tail)
 
@@ -39,13 +39,12 @@ class HeardChunks:
     labels: torch.Tensor
 
 
-def chunk_label(t_ms: float, request: bool, settings: TurnSettings) -> int:
-    """The label of a chunk that ends `t_ms` after the end of its turn's sound."""
-    if t_ms <= settings.listen_margin * 1000:
-        return int(DialogueState.LISTEN)
-    if settings.decide_after * 1000 <= t_ms < HORIZON_MS:
-        return int(DialogueState.ANSWER if request else DialogueState.IGNORE)
-    return IGNORE
+def replay_label(t_ms: float, request: bool, settings: TurnSettings) -> int:
+    """The label of a replayed chunk that ends `t_ms` after the end of its turn's sound: stage 3's
+    `chunk_label`, and no loss past `HORIZON_MS`."""
+    if t_ms >= HORIZON_MS:
+        return IGNORE
+    return chunk_label(t_ms / 1000, DialogueState.ANSWER if request else DialogueState.IGNORE, settings)
 
 
 class _RecordingHead(StateHead):
@@ -70,7 +69,7 @@ def hear_cases(engine: TurnEngine, cases: Sequence[DuplexCase], acoustic_chunks:
     recorder = TurnEngine(engine.speech_input, engine.llm, head.to(engine.llm.device), engine.detector,
                           config=replace(engine.config, answer_threshold=2.0))
     runs = replay_decisions(recorder, cases, log)
-    labels = [chunk_label(d.t_ms - case.mark_ms, case.kind == "request", settings)
+    labels = [replay_label(d.t_ms - case.mark_ms, case.kind == "request", settings)
               for case, decisions in runs for d in decisions]
     if len(labels) != len(head.heard):
         raise RuntimeError(f"{len(head.heard)} chunks heard but {len(labels)} decisions made")

@@ -32,6 +32,7 @@ from freeze_omni.train.sequences import IGNORE
 
 CHUNK_SAMPLES = SAMPLE_RATE * 160 // 1000
 CHUNK_SECONDS = CHUNK_SAMPLES / SAMPLE_RATE
+EDGE_SECONDS = 1e-9  # a chunk ending this close before `decide_after` already decides (float sums)
 
 REQUEST_KINDS = ("question", "statement")  # corpus kinds spoken to the assistant
 IGNORE_KINDS = ("filler", "reply")          # backchannels and hesitations ("uh-huh", "okay", "um")
@@ -95,20 +96,19 @@ class TurnSettings:
             raise ValueError(f"need 0 <= listen_margin <= decide_after, got {self.listen_margin} and {self.decide_after}")
 
 
+def chunk_label(after_end: float, label: DialogueState, settings: TurnSettings) -> int:
+    """The label of one chunk that ends `after_end` seconds after its turn's sound ends (the rule
+    above): LISTEN before `listen_margin`, `label` from `decide_after` on, no loss in between."""
+    if after_end >= settings.decide_after - EDGE_SECONDS:
+        return int(label)
+    return int(DialogueState.LISTEN) if after_end < settings.listen_margin else IGNORE
+
+
 def chunk_labels(end: float, label: DialogueState, extra: int, settings: TurnSettings) -> list[int]:
-    """State label of every chunk of a turn whose sound ends at `end` seconds; the last chunk
-    is the one after which the turn stops."""
-    first = math.ceil((end + settings.decide_after) / CHUNK_SECONDS - 1e-9) - 1
-    labels = []
-    for k in range(first + extra + 1):
-        chunk_end = (k + 1) * CHUNK_SECONDS
-        if k >= first:
-            labels.append(int(label))
-        elif chunk_end < end + settings.listen_margin:
-            labels.append(int(DialogueState.LISTEN))
-        else:
-            labels.append(IGNORE)
-    return labels
+    """State label of every chunk of a turn whose sound ends at `end` seconds, up to `extra`
+    chunks after the first decision; the last chunk is the one after which the turn stops."""
+    first = math.ceil((end + settings.decide_after - EDGE_SECONDS) / CHUNK_SECONDS) - 1
+    return [chunk_label((k + 1) * CHUNK_SECONDS - end, label, settings) for k in range(first + extra + 1)]
 
 
 def plan_conversations(utterances: Sequence[Utterance], requests: Sequence[int], seed: int,
