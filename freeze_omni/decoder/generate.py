@@ -56,7 +56,8 @@ def prior_closeness(model: SpeechDecoder, ids: np.ndarray) -> torch.Tensor:
     stack, rest = divmod(transposed.shape[0], mean.shape[1])
     if rest or not stack:
         raise ValueError(f"codes of {transposed.shape[0]} values are not frames of the voice's {mean.shape[1]}-wide prior")
-    scores = mean.repeat(1, stack) @ transposed.float().cpu() - half_norms.float().cpu()
+    folded = transposed.float().cpu().view(stack, mean.shape[1], -1).sum(0)  # t_p . code = m_p . (sum of its frames)
+    scores = mean @ folded - half_norms.float().cpu()
     return scores - scores.amax(-1, keepdim=True)
 
 
