@@ -25,8 +25,8 @@ class SamplingConfig:
     # Added to the ADVANCE and STOP logits: below 0 each phoneme is held longer (slower speech).
     pace_bias: float = 0.0
     # Weight of the voice's own prior in the choice of a code (0: the decoder's logits alone). A code
-    # loses weight/2 * its squared distance to the prior mean of the id being spoken; ADVANCE/STOP
-    # are still decided on the decoder's logits alone (see `choose_code`).
+    # loses weight/2 * (its squared distance to the prior mean of the id being spoken, minus the
+    # nearest code's); ADVANCE/STOP are still decided on the decoder's logits alone (see `choose_code`).
     prior_weight: float = 3.0
     seed: int = 0
 
