@@ -168,11 +168,11 @@ def make_engine(llm, speech_input, detector, head, speaker=None, **settings) -> 
     return TurnEngine(speech_input, llm, head, detector, speaker or RecordingSpeaker(), DialogueConfig(**settings))
 
 
-def drive(engine: TurnEngine, session, audio: np.ndarray, policy=None) -> list:
-    """Feed the audio chunk by chunk, doing all answer work after each chunk."""
+def drive(engine: TurnEngine, session, audio: np.ndarray, policy=None, packet: int = CHUNK_SAMPLES) -> list:
+    """Feed the audio `packet` samples at a time, doing all answer work after each packet."""
     events = []
-    for start in range(0, audio.size, CHUNK_SAMPLES):
-        new = engine.accept_audio(session, audio[start:start + CHUNK_SAMPLES])
+    for start in range(0, audio.size, packet):
+        new = engine.accept_audio(session, audio[start:start + packet])
         new += engine.step_answer(session, max_steps=10_000)
         if policy is not None:
             policy(new)

@@ -239,6 +239,28 @@ def test_talk_over_pauses_the_answer_before_the_vad_decides_and_acceptance_ends_
 
 
 @torch.no_grad()
+def test_short_packets_pause_the_answer_sooner_and_change_nothing_else(llm, speech_input, detector, speech):
+    """The VAD runs ahead over a partial chunk on a copy of its state: with 32 ms packets (one VAD
+    window each) the pause comes at the window where the speech run reaches 96 ms, and every other
+    event and the KV are those of the same audio fed in 160 ms chunks."""
+    audio = conversation(silence(1.0), speech["q1"], silence(1.0), speech["q2"], silence(1.0))
+    runs = {}
+    for packet in (CHUNK_SAMPLES, 512):
+        head = StateHead(llm.hidden_size)
+        engine = make_engine(llm, speech_input, detector, head, RecordingSpeaker(audio=True), max_answer_tokens=32)
+        session = engine.new_session("user")
+        runs[packet] = drive(engine, session, audio, AnswerAfterSpeech(head), packet), session.kv.clone()
+    (chunked, chunked_kv), (packets, packets_kv) = runs[CHUNK_SAMPLES], runs[512]
+    assert [_signature(e) for e in chunked if not isinstance(e, AnswerPaused)] == \
+        [_signature(e) for e in packets if not isinstance(e, AnswerPaused)]
+    assert_same_kv(packets_kv, chunked_kv)
+    (late,), (early,) = of_type(chunked, AnswerPaused), of_type(packets, AnswerPaused)
+    onset = of_type(packets, SpeechStarted)[1].speech_ms
+    assert early.t_ms - onset == 30 + 96 < late.t_ms - onset  # the onset's pad, then the window the run reaches 96 ms
+    assert early.unplayed_samples - late.unplayed_samples == round((late.t_ms - early.t_ms) * 16)
+
+
+@torch.no_grad()
 @pytest.mark.parametrize("talk_over", ["cough", "ignored"])
 def test_talk_over_that_comes_to_nothing_resumes_the_answer_with_the_audio_not_heard(llm, speech_input, detector,
                                                                                      speech, heard, talk_over):

@@ -55,6 +55,19 @@ def test_a_head_that_always_answers_answers_everything(llm, speech_input, detect
     assert result["n"] == len(cases) == len(result["items"])
 
 
+def test_short_packets_change_only_the_barge_in_stop_which_comes_sooner(llm, speech_input, detector, utterances):
+    cases = build_cases(utterances, n=3, seed=1)
+    engine = engine_for(llm, speech_input, detector, ANSWER, audio=True)
+    chunks = evaluate_duplex(engine, cases, log=lambda _: None)
+    packets = evaluate_duplex(engine, cases, log=lambda _: None, packet_samples=512)
+    def without_stops(result):
+        items = [{**row, "figure_ms": None} if row["kind"] == "barge-in" else row for row in result["items"]]
+        return {**result, "barge_in_stop_ms": None, "items": items}
+
+    assert without_stops(packets) == without_stops(chunks)
+    assert packets["barge_in_stop_ms"]["p50"] < chunks["barge_in_stop_ms"]["p50"]
+
+
 def test_a_head_that_never_answers_misses_every_request(llm, speech_input, detector, utterances):
     cases = [c for c in build_cases(utterances, n=3, seed=1) if c.kind != "barge-in"]
     result = evaluate_duplex(engine_for(llm, speech_input, detector, LISTEN), cases, log=lambda _: None)

@@ -17,7 +17,7 @@ from freeze_omni.dialogue.turn import CHUNK_SAMPLES
 from freeze_omni.llm.state_head import StateHead
 from freeze_omni.serving.replica import Replica, Result, answer_work
 from freeze_omni.serving.runner import ModelServer, ServerLimits
-from freeze_omni.serving.scheduler import Kind, WorkItem
+from freeze_omni.serving.scheduler import Kind, QueueFull, WorkItem
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -152,6 +152,39 @@ def test_a_user_leaving_between_batch_and_run_costs_nothing():
         return server.busy_replicas, replica.batch_sizes
 
     assert asyncio.run(main()) == (0, [])
+
+
+def queued_sizes(frames: list[int], **limits) -> list[int]:
+    """Feed frames of these lengths without running anything; the sizes of the queued items."""
+    async def main():
+        server = ModelServer([FakeReplica()], ServerLimits(**limits))
+        connection = await server.connect()
+        try:
+            for n in frames:
+                server.feed(connection, np.zeros(n, np.float32))
+            sizes = []
+            while batch := server.scheduler.next_batch():
+                sizes += [item.pcm.size for item in batch]
+                for item in batch:
+                    server.scheduler.done(item, None)
+            return sizes
+        finally:
+            await server.stop()
+
+    return asyncio.run(main())
+
+
+def test_frames_are_queued_at_once_and_cut_at_chunk_boundaries():
+    """A frame shorter than a chunk reaches the engine at once (it checks it for talk-over), and no
+    item holds more than one chunk of model work."""
+    assert queued_sizes([1000] * 6) == [1000, 1000, 560, 440, 1000, 1000, 120, 880]
+    assert queued_sizes([2 * CHUNK_SAMPLES + 10]) == [CHUNK_SAMPLES, CHUNK_SAMPLES, 10]
+
+
+def test_the_queue_limit_counts_audio_not_frames():
+    assert len(queued_sizes([512] * 15, max_pending_chunks=3)) == 15  # 7680 samples: exactly 3 chunks
+    with pytest.raises(QueueFull):
+        queued_sizes([512] * 16, max_pending_chunks=3)
 
 
 class Exploding:

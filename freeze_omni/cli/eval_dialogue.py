@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from freeze_omni.cli import add_leaf
+from freeze_omni.cli import add_leaf, positive_int
 from freeze_omni.eval.report import add_report_arguments, emit
 from freeze_omni.paths import DEFAULT_MODEL_DIR
 
@@ -40,6 +40,7 @@ def run_spoken_qa(args: argparse.Namespace) -> int:
 
 
 def run_duplex(args: argparse.Namespace) -> int:
+    from freeze_omni.audio import SAMPLE_RATE
     from freeze_omni.eval.duplex import build_cases, evaluate_duplex, sweep_answer_threshold
     from freeze_omni.paths import data_dir
     from freeze_omni.train.turns import read_turn_utterances
@@ -63,8 +64,9 @@ def run_duplex(args: argparse.Namespace) -> int:
                       f"{row['false_answer_rate']}, missed "
                       f"{row['missed_request_rate']}, end-of-turn delay p50 {delay['p50']} p95 {delay['p95']}")
         return 0
-    result = evaluate_duplex(engine, cases, log=lambda m: print(m, file=sys.stderr))
-    emit({**result, "answer_threshold": engine.config.answer_threshold,
+    result = evaluate_duplex(engine, cases, log=lambda m: print(m, file=sys.stderr),
+                             packet_samples=args.packet_ms * SAMPLE_RATE // 1000)
+    emit({**result, "packet_ms": args.packet_ms, "answer_threshold": engine.config.answer_threshold,
           "ignore_threshold": engine.config.ignore_threshold, "manifest": str(manifest),
           "model": str(args.model)}, args, "Duplex behaviour")
     return 0
@@ -125,6 +127,8 @@ def register(commands) -> None:
     sub.add_argument("--ignore-threshold", type=float, help="p(ignore) needed to drop the turn (default: the model's)")
     sub.add_argument("--ignore-sweep", metavar="U1,U2,...", help="with --sweep: also each of these ignore thresholds "
                      "(one pass each)")
+    sub.add_argument("--packet-ms", type=positive_int, default=32, help="input goes in packets this long, as a "
+                     "client sends them (default 32, as the web page does; 160: whole chunks)")
     add_report_arguments(sub)
 
     sub = add_leaf(commands, "latency", "wall-clock latency per stage from the end of user speech (p50/p95)",

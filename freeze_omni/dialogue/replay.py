@@ -1,9 +1,11 @@
 """Play a recording into a turn engine as a microphone would, and collect what happened per turn.
 
-Input goes in 160 ms chunks. After each chunk the engine may do answer work for as long as the
-chunk lasts (160 ms of compute, at least one unit), so generation competes with listening as it
-would live; with `realtime` the loop also sleeps out the rest of each 160 ms. After the recording, silence keeps
-the clock running until the conversation is idle (so the last answer can finish or be decided).
+Input goes in packets of `packet_samples` (160 ms chunks by default; a microphone client may send
+less, which lets talk-over pause an answer sooner). After each packet the engine may do answer
+work for as long as the packet lasts (at least one unit per completed chunk), so generation
+competes with listening as it would live; with `realtime` the loop also sleeps out the rest of
+each packet. After the recording, silence keeps the clock running until the conversation is idle
+(so the last answer can finish or be decided).
 """
 
 from __future__ import annotations
@@ -21,8 +23,6 @@ from freeze_omni.dialogue.session import Phase
 from freeze_omni.dialogue.turn import CHUNK_SAMPLES, TurnEngine
 from freeze_omni.llm.state_head import DialogueState
 
-CHUNK_S = CHUNK_SAMPLES / SAMPLE_RATE
-
 
 @dataclass
 class TurnRecord:
@@ -39,7 +39,9 @@ class TurnRecord:
 
 
 def replay(engine: TurnEngine, audio: np.ndarray, realtime: bool = False, max_tail_s: float = 60.0,
-           on_event: Callable[[Event], None] | None = None) -> list[TurnRecord]:
+           on_event: Callable[[Event], None] | None = None, packet_samples: int = CHUNK_SAMPLES) -> list[TurnRecord]:
+    if packet_samples < 1:
+        raise ValueError(f"packet_samples must be >= 1, got {packet_samples}")
     session = engine.new_session("replay")
     turns: list[TurnRecord] = []
     pending_states: list[dict] = []
@@ -70,22 +72,25 @@ def replay(engine: TurnEngine, audio: np.ndarray, realtime: bool = False, max_ta
         elif isinstance(event, AnswerFinished) and turns and not turns[-1].interrupted:
             turns[-1].answer = event.text
 
-    chunks = [audio[i:i + CHUNK_SAMPLES] for i in range(0, audio.size, CHUNK_SAMPLES)]
-    silence = np.zeros(CHUNK_SAMPLES, dtype=np.float32)
-    tail = 0
-    while chunks or (session.phase != Phase.IDLE and tail * CHUNK_S < max_tail_s) or tail * CHUNK_S < 1.0:
-        chunk = chunks.pop(0) if chunks else silence
-        tail += 0 if chunks or chunk is not silence else 1
+    packets = [audio[i:i + packet_samples] for i in range(0, audio.size, packet_samples)]
+    packet_s = packet_samples / SAMPLE_RATE
+    silence = np.zeros(packet_samples, dtype=np.float32)
+    tail, fed = 0, 0
+    while packets or (session.phase != Phase.IDLE and tail * packet_s < max_tail_s) or tail * packet_s < 1.0:
+        packet = packets.pop(0) if packets else silence
+        tail += 0 if packets or packet is not silence else 1
+        chunk_done = (fed + packet.size) // CHUNK_SAMPLES > fed // CHUNK_SAMPLES
+        fed += packet.size
         start = time.perf_counter()
-        for event in engine.accept_audio(session, chunk):
+        for event in engine.accept_audio(session, packet):
             handle(event)
         steps = 0  # at least one unit of answer work per chunk, so a loaded machine still progresses
-        while engine.has_answer_work(session) and (steps == 0 or time.perf_counter() - start < CHUNK_S):
+        while engine.has_answer_work(session) and ((steps == 0 and chunk_done) or time.perf_counter() - start < packet_s):
             for event in engine.step_answer(session, 1):
                 handle(event)
             steps += 1
         if realtime:
-            time.sleep(max(0.0, CHUNK_S - (time.perf_counter() - start)))
+            time.sleep(max(0.0, packet_s - (time.perf_counter() - start)))
     return turns
 
 

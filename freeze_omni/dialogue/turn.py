@@ -51,6 +51,10 @@ Exact rules. Times are input-stream times: ms of user audio accepted so far (the
    and answer work stops. When that speech comes to nothing (a click, a cough, a turn ignored
    or timed out) -> `AnswerResumed`, and the audio that was not heard is sent again. A barge-in
    that is accepted ends the paused answer for good (rule 5).
+   The pause does not wait for a whole chunk: the VAD also runs ahead over the samples still
+   waiting for their chunk, on a copy of its state (the chunk runs the same windows again when
+   it is complete), so with a client that sends short packets the answer stops within a packet
+   of the run reaching `pause_after_ms`, not at the end of a 160 ms chunk.
 """
 
 from __future__ import annotations
@@ -64,7 +68,7 @@ import torch
 
 from freeze_omni.audio import SAMPLE_RATE
 from freeze_omni.audio.framing import check_mono_float
-from freeze_omni.audio.vad import SpeechDetector
+from freeze_omni.audio.vad import WINDOW as VAD_WINDOW, SpeechDetector
 from freeze_omni.dialogue.batching import LLMCall, Work, run_alone, run_together
 from freeze_omni.dialogue.events import (
     AnswerAudio,
@@ -176,7 +180,7 @@ class TurnEngine:
         events: list[Event] = []
         for i in range(n_chunks):
             events += yield from self._chunk(session, samples[i * CHUNK_SAMPLES:(i + 1) * CHUNK_SAMPLES])
-        return events
+        return events + self._pause_ahead(session)
 
     def _chunk(self, s: Session, pcm: np.ndarray) -> Work[list[Event]]:
         vad_events, s.vad = self.detector.accept(pcm, s.vad)
@@ -215,6 +219,18 @@ class TurnEngine:
             resent = [AnswerAudio(now, unplayed, self.speaker.sample_rate)] if unplayed.size else []
             return [AnswerResumed(now)] + resent
         return []
+
+    def _pause_ahead(self, s: Session) -> list[Event]:
+        """Rule 8 on the samples still waiting for their chunk: the session's VAD state is left as
+        it is, so nothing but the pause depends on how the input was cut into packets."""
+        answer = s.answer
+        if answer is None or answer.playout.paused_ms is not None or s.unconsumed.size < VAD_WINDOW:
+            return []
+        _, ahead = self.detector.accept(s.unconsumed, s.vad)
+        if not (ahead.in_speech or ahead.speech_run_ms >= self.config.pause_after_ms):
+            return []
+        now = s.t_ms + 1000.0 * (ahead.samples_seen - s.vad.samples_seen) / SAMPLE_RATE
+        return [AnswerPaused(now, answer.playout.pause(now))]
 
     def _open_turn(self, s: Session, onset_ms: float) -> Work[ListeningTurn]:
         """Rule 2: a new user turn on the conversation, or on a copy with the answer cut (barge-in)."""

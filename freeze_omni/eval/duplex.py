@@ -36,7 +36,7 @@ from freeze_omni.dialogue.events import (AnswerAudio, AnswerFinished, AnswerPaus
                                          StateDecision)
 from freeze_omni.llm.state_head import DialogueState, decision
 from freeze_omni.dialogue.replay import replay
-from freeze_omni.dialogue.turn import TurnEngine
+from freeze_omni.dialogue.turn import CHUNK_SAMPLES, TurnEngine
 from freeze_omni.eval.report import percentiles
 from freeze_omni.train.turns import (
     CHUNK_SECONDS, IGNORE_KINDS, REQUEST_KINDS, TurnPlan, Utterance, turn_audio,
@@ -102,13 +102,15 @@ def false_answer_figures(outcomes: Sequence[tuple[str, bool]]) -> dict:
 
 
 def evaluate_duplex(engine: TurnEngine, cases: Sequence[DuplexCase],
-                    log: Callable[[str], None] = print) -> dict:
+                    log: Callable[[str], None] = print, packet_samples: int = CHUNK_SAMPLES) -> dict:
+    """Every case replayed in input packets of `packet_samples` (the figures but the barge-in stop
+    time are the same for any packet size: the engine's decisions wait for whole chunks)."""
     delays, missed, early, stops, barge_ins, rows = [], 0, 0, [], 0, []
     not_meant: list[tuple[str, bool]] = []
     interrupted = 0
     for number, case in enumerate(cases, start=1):
         events: list[Event] = []
-        replay(engine, case.audio, on_event=events.append)
+        replay(engine, case.audio, on_event=events.append, packet_samples=packet_samples)
         started = [e.t_ms for e in events if isinstance(e, AnswerStarted)]
         row = {"kind": case.kind, "text": case.text, "answers": len(started), "figure_ms": None}
         if case.kind == "request":

@@ -40,7 +40,7 @@ class Histogram:
 
 @dataclass
 class Metrics:
-    chunk_latency_ms: Histogram = field(default_factory=Histogram)  # chunk arrival -> handled
+    chunk_latency_ms: Histogram = field(default_factory=Histogram)  # input item (chunk or shorter) arrival -> handled
     items: Counter = field(default_factory=Counter)  # by kind
     item_errors: Counter = field(default_factory=Counter)  # by kind
     batches: Counter = field(default_factory=Counter)  # by size

@@ -43,7 +43,7 @@ class Connection:
     outbox: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(OUTBOX_MESSAGES))
     closed: asyncio.Event = field(default_factory=asyncio.Event)
     close_reason: str | None = None
-    pending: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # < one chunk of input
+    samples_fed: int = 0  # input samples queued so far: where the next 160 ms chunk boundary is
 
     def end(self, reason: str) -> None:
         if self.close_reason is None:
@@ -127,19 +127,22 @@ class ModelServer:
         return connection
 
     def feed(self, connection: Connection, pcm: np.ndarray) -> None:
-        """Queue the whole 160 ms chunks of `pcm` (the remainder waits); raises `QueueFull`."""
+        """Queue `pcm` cut at the 160 ms chunk boundaries of the user's stream, so each item holds at
+        most one chunk of model work; a piece short of a boundary is queued too, since the engine
+        checks it for talk-over at once (turn rule 8). Raises `QueueFull`."""
         if connection.closed.is_set():
             return
         now = self.clock()
-        samples = np.concatenate([connection.pending, pcm])
-        whole = samples.size // CHUNK_SAMPLES * CHUNK_SAMPLES
-        connection.pending = samples[whole:]
         self.store.touch(connection.session_id, now)
-        if self.scheduler.pending_chunks(connection.session_id) + whole // CHUNK_SAMPLES > self.limits.max_pending_chunks:
-            raise QueueFull(f"the server is {self.scheduler.pending_chunks(connection.session_id)} chunks behind "
-                            "this user")
-        for start in range(0, whole, CHUNK_SAMPLES):
-            self.scheduler.add_chunk(connection.session_id, samples[start:start + CHUNK_SAMPLES], now)
+        behind = self.scheduler.pending_chunks(connection.session_id)
+        if behind + pcm.size / CHUNK_SAMPLES > self.limits.max_pending_chunks:
+            raise QueueFull(f"the server is {behind:.1f} chunks behind this user")
+        start = 0
+        while start < pcm.size:
+            end = min(pcm.size, start + CHUNK_SAMPLES - (connection.samples_fed + start) % CHUNK_SAMPLES)
+            self.scheduler.add_chunk(connection.session_id, pcm[start:end], now)
+            start = end
+        connection.samples_fed += pcm.size
         self._wake.set()
 
     def disconnect(self, connection: Connection, reason: str = "client") -> None:

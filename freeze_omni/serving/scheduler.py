@@ -34,11 +34,12 @@ from enum import Enum
 
 import numpy as np
 
+from freeze_omni.dialogue.turn import CHUNK_SAMPLES
 from freeze_omni.errors import FreezeOmniError
 
 
 class Kind(str, Enum):
-    ENCODE = "encode"  # one 160 ms input chunk: VAD, features, encoder, LLM prefill, state head
+    ENCODE = "encode"  # input up to the next 160 ms chunk boundary: VAD, and for a whole chunk the rest
     TOKEN = "token"  # generate the next answer token
     PACKET = "packet"  # synthesise the next PCM packet of the current phrase
 
@@ -51,8 +52,8 @@ class Kind(str, Enum):
 class WorkItem:
     session_id: str
     kind: Kind
-    pcm: np.ndarray | None = field(default=None, repr=False)  # ENCODE: one chunk of float32 samples
-    seq: int = 0  # ENCODE: the chunk's number in its session (0, 1, ...)
+    pcm: np.ndarray | None = field(default=None, repr=False)  # ENCODE: float32 samples, at most one chunk
+    seq: int = 0  # ENCODE: the item's number in its session (0, 1, ...)
     enqueued: float = 0.0  # clock time the chunk arrived (for per-chunk latency)
     attempt: int = 0
 
@@ -99,14 +100,15 @@ class Scheduler:
         if session_id in self._line:
             self._line.remove(session_id)
 
-    def pending_chunks(self, session_id: str) -> int:
-        return len(self._work[session_id].chunks)
+    def pending_chunks(self, session_id: str) -> float:
+        """How much input of the session waits, in 160 ms chunks (items may be shorter)."""
+        return sum(item.pcm.size for item in self._work[session_id].chunks) / CHUNK_SAMPLES
 
     # ---- input ------------------------------------------------------------------------------
     def add_chunk(self, session_id: str, pcm: np.ndarray, now: float = 0.0) -> WorkItem:
         work = self._work[session_id]
-        if len(work.chunks) >= self.max_pending_chunks:
-            raise QueueFull(f"session {session_id}: {len(work.chunks)} chunks are waiting already")
+        if self.pending_chunks(session_id) + pcm.size / CHUNK_SAMPLES > self.max_pending_chunks:
+            raise QueueFull(f"session {session_id}: {self.pending_chunks(session_id):.1f} chunks are waiting already")
         item = WorkItem(session_id, Kind.ENCODE, pcm, work.next_seq, now)
         work.next_seq += 1
         work.chunks.append(item)

@@ -1,13 +1,16 @@
 // Microphone capture in the audio thread: mono input at the context's rate -> 16 kHz PCM16,
-// posted to the page in 160 ms frames (2560 samples). Downsampling averages the input samples
-// that fall into each output sample's interval (a box low-pass), enough for speech.
+// posted to the page in 32 ms frames (512 samples, one VAD window), so the server hears talk-over
+// before a whole 160 ms chunk is in. Downsampling averages the input samples that fall into each
+// output sample's interval (a box low-pass), enough for speech.
+const FRAME_SAMPLES = 512;
+
 class Capture16k extends AudioWorkletProcessor {
   constructor() {
     super();
     this.ratio = sampleRate / 16000;
     this.pending = new Float32Array(0);
     this.pos = 0; // fractional read position in `pending`
-    this.frame = new Int16Array(2560);
+    this.frame = new Int16Array(FRAME_SAMPLES);
     this.filled = 0;
   }
 
@@ -26,7 +29,7 @@ class Capture16k extends AudioWorkletProcessor {
       this.frame[this.filled++] = v < 0 ? v * 32768 : v * 32767;
       if (this.filled === this.frame.length) {
         this.port.postMessage(this.frame.buffer, [this.frame.buffer]);
-        this.frame = new Int16Array(2560);
+        this.frame = new Int16Array(FRAME_SAMPLES);
         this.filled = 0;
       }
       pos += this.ratio;
