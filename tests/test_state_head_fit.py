@@ -6,15 +6,19 @@ from dataclasses import replace
 import pytest
 import torch
 
-from dialogue_support import LISTEN, forced_head, make_engine, saved_llm
+import numpy as np
+
+from dialogue_support import ANSWER, LISTEN, RecordingSpeaker, forced_head, make_engine, saved_llm
 from freeze_omni.audio.io import write_wav
 from freeze_omni.bundle import load_model, read_spec, save_model, write_spec
 from freeze_omni.cli import main
-from freeze_omni.eval.duplex import build_cases
+from freeze_omni.dialogue.turn import CHUNK_SAMPLES
+from freeze_omni.eval.duplex import BARGE_IN_GAP_SECONDS, build_cases
 from freeze_omni.llm.state_head import DialogueState
 from freeze_omni.train import state_head_fit
 from freeze_omni.train.sequences import IGNORE
-from freeze_omni.train.state_head_fit import HORIZON_MS, HeardChunks, fit_state_head, hear_cases, replay_label
+from freeze_omni.train.state_head_fit import (HORIZON_MS, HeardChunks, fit_state_head, hear_cases, replay_label,
+                                              talk_over_cases)
 from freeze_omni.train.turns import CHUNK_SECONDS, TurnSettings, Utterance, chunk_labels
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -65,6 +69,46 @@ def test_replays_record_one_row_per_decision_with_its_label(llm, speech_input, d
     assert heard.hidden.shape == (heard.labels.numel(), llm.hidden_size)
     assert heard.acoustic.shape == (heard.labels.numel(), acoustic_chunks * speech_input.encoder.config.dim)
     assert {int(DialogueState.LISTEN), int(DialogueState.ANSWER)} <= set(heard.labels.tolist())
+
+
+def talk_over_items(speech, tmp_path) -> list[Utterance]:
+    items = []
+    for i, (name, kind) in enumerate([("q1", "question"), ("q2", "question"), ("q1", "statement"),
+                                      ("q2", "question"), ("q1", "filler")]):
+        write_wav(tmp_path / f"{i}.wav", speech[name])
+        items.append(Utterance(str(tmp_path / f"{i}.wav"), name, kind, 0.05, speech[name].size / 16000 - 0.05))
+    return items
+
+
+def test_talk_over_cases_put_another_request_and_its_answer_time_before_each_case(speech, tmp_path):
+    cases = build_cases(talk_over_items(speech, tmp_path), n=3, seed=0)
+    talk_overs = talk_over_cases(cases)
+    singles = [c for c in cases if c.kind != "barge-in"]
+    requests = [c for c in cases if c.kind == "request"]
+    assert [c.kind for c in talk_overs] == [c.kind for c in singles]
+    for i, (talk_over, single) in enumerate(zip(talk_overs, singles)):
+        first = requests[(i + 1) % len(requests)]
+        lead = talk_over.audio.size - single.audio.size
+        assert lead % CHUNK_SAMPLES == 0 and lead / 16 >= first.mark_ms + 1000 * BARGE_IN_GAP_SECONDS
+        assert np.array_equal(talk_over.audio[:lead], first.audio[:lead])
+        assert np.array_equal(talk_over.audio[lead:], single.audio)
+        assert talk_over.mark_ms == lead / 16 + single.mark_ms
+        assert first is not single
+
+
+def test_talk_overs_are_heard_only_after_the_bundle_head_has_answered(llm, speech_input, detector, speech, tmp_path):
+    talk_overs = talk_over_cases(build_cases(talk_over_items(speech, tmp_path), n=3, seed=0))
+    never = make_engine(llm, speech_input, detector, forced_head(llm, LISTEN), RecordingSpeaker(audio=True))
+    with pytest.raises(ValueError, match="nothing to fit"):
+        hear_cases(never, talk_overs, 0, TurnSettings(), log=lambda _: None, talk_overs=True)
+    always = make_engine(llm, speech_input, detector, forced_head(llm, ANSWER), RecordingSpeaker(audio=True),
+                         max_answer_tokens=30)
+    heard = hear_cases(always, talk_overs, 2, TurnSettings(), log=lambda _: None, talk_overs=True)
+    assert set(heard.labels.tolist()) >= {int(DialogueState.LISTEN), int(DialogueState.ANSWER),
+                                          int(DialogueState.IGNORE)}
+    assert heard.acoustic.shape == (heard.labels.numel(), 2 * speech_input.encoder.config.dim)
+    singles = hear_cases(always, talk_overs, 2, TurnSettings(), log=lambda _: None)
+    assert heard.labels.numel() < singles.labels.numel()  # the first request's chunks are not heard
 
 
 def test_train_state_head_writes_a_copy_of_the_bundle_with_the_refitted_head(tmp_path, monkeypatch, capsys,

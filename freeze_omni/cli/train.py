@@ -12,11 +12,12 @@ import json
 import tomllib
 from pathlib import Path
 
-from freeze_omni.cli import add_group, add_leaf
+from freeze_omni.cli import add_group, add_leaf, non_negative_int
 from freeze_omni.errors import FreezeOmniError
 from freeze_omni.paths import DEFAULT_MODEL_DIR
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "train" / "configs"
+TALK_OVER_ANSWER_TOKENS = 48  # the answers talked over are as long as `eval duplex` lets them be
 
 # stage name -> (help, module with <Name>Stage and <Name>Settings, class prefix)
 STAGES = {
@@ -92,7 +93,8 @@ def fit_head(args: argparse.Namespace) -> int:
     from freeze_omni.eval.duplex import build_cases
     from freeze_omni.paths import data_dir
     from freeze_omni.safetensors_io import save_fp16
-    from freeze_omni.train.state_head_fit import fit_state_head, hear_cases, load_replays, save_replays
+    from freeze_omni.train.state_head_fit import (fit_state_head, hear_cases, join, load_replays, save_replays,
+                                                  talk_over_cases)
     from freeze_omni.train.turns import TurnSettings, read_turn_utterances
 
     source, out = Path(args.model), Path(args.out)
@@ -102,12 +104,21 @@ def fit_head(args: argparse.Namespace) -> int:
     settings = TurnSettings(decide_after=args.decide_after)
     manifest = args.manifest or data_dir() / "corpus" / "default" / "train.jsonl"
     key = {"model": str(source.resolve()), "manifest": str(Path(manifest).resolve()), "requests": args.requests,
-           "seed": args.seed, "acoustic_chunks": args.acoustic_chunks, "decide_after": args.decide_after}
+           "seed": args.seed, "acoustic_chunks": args.acoustic_chunks, "decide_after": args.decide_after,
+           "talk_overs": args.talk_overs}
+
+    def log(message: str) -> None:
+        print(message, file=sys.stderr)
+
     heard = load_replays(args.replays, key) if args.replays else None
     if heard is None:
-        cases = build_cases(read_turn_utterances(manifest), args.requests, args.seed)
-        engine = load_engine(source, 8, speech=False)
-        heard = hear_cases(engine, cases, args.acoustic_chunks, settings, log=lambda m: print(m, file=sys.stderr))
+        utterances = read_turn_utterances(manifest)
+        heard = hear_cases(load_engine(source, 8, speech=False), build_cases(utterances, args.requests, args.seed),
+                           args.acoustic_chunks, settings, log=log)
+        if args.talk_overs:  # other turns than the single ones (another seed); answers spoken as the bundle does
+            talk_overs = talk_over_cases(build_cases(utterances, args.talk_overs, args.seed + 1))
+            heard = join([heard, hear_cases(load_engine(source, TALK_OVER_ANSWER_TOKENS, speech=True), talk_overs,
+                                            args.acoustic_chunks, settings, log=log, talk_overs=True)])
         if args.replays:
             save_replays(args.replays, key, heard)
     head = fit_state_head(heard, args.acoustic_chunks, seed=args.seed)
@@ -148,6 +159,9 @@ def register(commands) -> None:
     sub.add_argument("--manifest", type=Path, help="corpus manifest to build turns from (default: the train split)")
     sub.add_argument("--requests", type=int, default=150,
                      help="requests; a third as many each of ignorable speech, fragments and noise")
+    sub.add_argument("--talk-overs", type=non_negative_int, default=0,
+                     help="also replay this many requests, and a third as many each of ignorable speech, fragments "
+                     "and noise, spoken over the answer to another request")
     sub.add_argument("--acoustic-chunks", type=int, default=3,
                      help="chunks of mean encoder frames the head also reads (0: the LLM's hidden state only)")
     sub.add_argument("--decide-after", type=float, default=0.24, help="seconds after a sound its decision is due")

@@ -9,19 +9,28 @@ them (`turns.chunk_label`: listen until `listen_margin` after the sound, answer 
 `decide_after`, nothing in between; nothing after `HORIZON_MS`), and the head is fitted by full-batch AdamW on
 standardised inputs with class-balanced cross-entropy; the standardisation is folded into the
 weights. Only the head changes: the speech input and the LLM are the bundle's.
+
+A turn heard in a fresh session is not what the head hears when the user talks over an answer:
+then the LLM has a whole exchange and a cut answer before the speech. So talk-overs are replayed
+too (`talk_over_cases`): a request that the bundle's own head answers (spoken by its decoder),
+then, while the answer plays, a request, filler, fragment or noise, labelled as above from the
+end of that sound.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
-from freeze_omni.dialogue.turn import TurnEngine
-from freeze_omni.eval.duplex import DuplexCase, replay_decisions
+from freeze_omni.audio import SAMPLE_RATE
+from freeze_omni.dialogue.turn import CHUNK_SAMPLES, TurnEngine
+from freeze_omni.eval.duplex import BARGE_IN_GAP_SECONDS, DuplexCase, replay_decisions
 from freeze_omni.llm.state_head import DialogueState, StateHead
 from freeze_omni.train.sequences import IGNORE
 from freeze_omni.train.turns import TurnSettings, chunk_label
@@ -48,35 +57,83 @@ def replay_label(t_ms: float, request: bool, settings: TurnSettings) -> int:
 
 
 class _RecordingHead(StateHead):
-    """Records what it is asked to decide on and always keeps listening (no answer ever starts)."""
+    """Records what it is asked to decide on and keeps listening (no answer starts). With a head
+    to `answer_first` with, that head decides until it answers once; only what comes after is
+    recorded (`reset` before each talk-over case)."""
 
-    def __init__(self, hidden_size: int, acoustic_size: int, acoustic_chunks: int) -> None:
+    def __init__(self, hidden_size: int, acoustic_size: int, acoustic_chunks: int,
+                 answer_first: StateHead | None = None) -> None:
         super().__init__(hidden_size, acoustic_size, acoustic_chunks)
+        if answer_first is not None and answer_first.acoustic_chunks > acoustic_chunks:
+            raise ValueError(f"the answering head reads {answer_first.acoustic_chunks} chunks of the encoder, "
+                             f"the recording only {acoustic_chunks}")
         self.heard: list[tuple[torch.Tensor, torch.Tensor | None]] = []
+        self.answer_first = answer_first
+        self.answered = answer_first is None
+
+    def reset(self) -> None:
+        self.answered = self.answer_first is None
 
     @torch.no_grad()
     def decide(self, hidden: torch.Tensor, answer_threshold: float = 0.0, acoustic: torch.Tensor | None = None,
                ignore_threshold: float = 0.0) -> tuple[DialogueState, tuple[float, float, float]]:
+        if not self.answered:
+            first = self.answer_first  # its acoustic row: the first (newest) of the chunks recorded here
+            own = acoustic.reshape(-1)[: first.acoustic_chunks * first.acoustic_size] if first.acoustic_chunks else None
+            state, probabilities = first.decide(hidden, answer_threshold, own, ignore_threshold)
+            self.answered = state == DialogueState.ANSWER
+            return state, probabilities
         self.heard.append((hidden.reshape(-1).float().cpu(), None if acoustic is None else acoustic.reshape(-1).cpu()))
         return DialogueState.LISTEN, (1.0, 0.0, 0.0)
 
 
+def talk_over_cases(cases: Sequence[DuplexCase]) -> list[DuplexCase]:
+    """Every case but the barge-ins, spoken while an answer plays: another request of `cases` up to
+    `BARGE_IN_GAP_SECONDS` after its end (whole chunks), then the case's own audio. `mark_ms` stays
+    the end of the case's own sound."""
+    requests = [c for c in cases if c.kind == "request"]
+    if len(requests) < 2:
+        raise ValueError("talk-overs need at least two requests")
+    talk_overs = []
+    for i, case in enumerate(c for c in cases if c.kind != "barge-in"):
+        first = requests[(i + 1) % len(requests)]  # case i of the requests is requests[i]: never itself
+        chunks = math.ceil((first.mark_ms / 1000 + BARGE_IN_GAP_SECONDS) * SAMPLE_RATE / CHUNK_SAMPLES)
+        lead = first.audio[: chunks * CHUNK_SAMPLES]
+        talk_overs.append(DuplexCase(case.kind, np.concatenate([lead, case.audio]),
+                                     1000 * lead.size / SAMPLE_RATE + case.mark_ms,
+                                     f"{first.text} / {case.text}"))
+    return talk_overs
+
+
 def hear_cases(engine: TurnEngine, cases: Sequence[DuplexCase], acoustic_chunks: int, settings: TurnSettings,
-               log: Callable[[str], None] = print) -> HeardChunks:
-    """Replay every case (barge-ins left out) and label each chunk the engine decided on."""
+               log: Callable[[str], None] = print, talk_overs: bool = False) -> HeardChunks:
+    """Replay every case (barge-ins left out) and label each chunk the engine decided on. With
+    `talk_overs` (cases of `talk_over_cases`), the engine's own head answers the first request and
+    only the chunks decided after that are heard (an engine with a speaker makes the answer play)."""
     encoder_dim = engine.speech_input.encoder.config.dim
-    head = _RecordingHead(engine.llm.hidden_size, encoder_dim if acoustic_chunks else 0, acoustic_chunks)
-    recorder = TurnEngine(engine.speech_input, engine.llm, head.to(engine.llm.device), engine.detector,
-                          config=replace(engine.config, answer_threshold=2.0))
-    runs = replay_decisions(recorder, cases, log)
-    labels = [replay_label(d.t_ms - case.mark_ms, case.kind == "request", settings)
-              for case, decisions in runs for d in decisions]
+    head = _RecordingHead(engine.llm.hidden_size, encoder_dim if acoustic_chunks else 0, acoustic_chunks,
+                          engine.state_head if talk_overs else None).to(engine.llm.device)
+    config = engine.config if talk_overs else replace(engine.config, answer_threshold=2.0)
+    recorder = TurnEngine(engine.speech_input, engine.llm, head, engine.detector, engine.speaker, config)
+    labels = []
+    for number, case in enumerate(c for c in cases if c.kind != "barge-in"):
+        head.reset()
+        ((_, decisions),) = replay_decisions(recorder, [case], log=lambda _: None)
+        if talk_overs:
+            answers = [i for i, d in enumerate(decisions) if d.state == DialogueState.ANSWER]
+            decisions = decisions[answers[0] + 1:] if answers else []
+        labels += [replay_label(d.t_ms - case.mark_ms, case.kind == "request", settings) for d in decisions]
+        log(f"[{number + 1}] {case.kind}: {len(decisions)} chunks heard")
     if len(labels) != len(head.heard):
         raise RuntimeError(f"{len(head.heard)} chunks heard but {len(labels)} decisions made")
     if not labels:
-        raise ValueError("no case opened a turn: nothing to fit the state head on")
+        raise ValueError("no chunk was heard: nothing to fit the state head on")
     return HeardChunks(torch.stack([h for h, _ in head.heard]),
                        torch.stack([torch.zeros(0) if a is None else a for _, a in head.heard]), torch.tensor(labels))
+
+
+def join(parts: Sequence[HeardChunks]) -> HeardChunks:
+    return HeardChunks(*(torch.cat([getattr(p, name) for p in parts]) for name in ("hidden", "acoustic", "labels")))
 
 
 def save_replays(path: Path, key: dict, heard: HeardChunks) -> None:
