@@ -97,3 +97,15 @@ def test_evenly_spaced_samples_the_whole_manifest_not_its_head():
     assert evenly_spaced(items, None) == evenly_spaced(items, 10) == evenly_spaced(items, 99) == items
     with pytest.raises(ValueError):
         evenly_spaced(items, 0)
+
+
+def test_rates_by_group_pool_the_edits_of_each_group():
+    from freeze_omni.eval.metrics import rates_by_group
+
+    rates = error_rates(["the cat sat", "a dog", "red green blue black"], ["the cat sat", "a cat", "red green"])
+    rows = rates_by_group(["b", "a", "b"], rates)
+    assert [(r["voice"], r["n"]) for r in rows] == [("a", 1), ("b", 2)]
+    assert rows[0]["wer"] == 0.5 and rows[1]["wer"] == 2 / 7  # b: 2 deletions in 3 + 4 words
+    assert rows[1]["cer"] == error_rates(["the cat sat", "red green blue black"], ["the cat sat", "red green"]).cer
+    with pytest.raises(ValueError, match="2 groups but 3"):
+        rates_by_group(["a", "b"], rates)

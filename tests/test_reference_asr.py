@@ -82,6 +82,10 @@ def test_report_has_the_shared_keys(report, corpus):
     per_utterance = error_rates([u["reference"] for u in report["utterances"]],
                                 [u["hypothesis"] for u in report["utterances"]])
     assert report["wer"] == pytest.approx(per_utterance.wer)
+    voices = {row["voice"]: row for row in report["by_voice"]}
+    assert voices.keys() == {"espeak-en-us", "piper-joe"}
+    assert voices["espeak-en-us"]["n"] == len(ESPEAK)
+    assert voices["espeak-en-us"]["wer"] == pytest.approx(_wer(report["utterances"][: len(ESPEAK)]))
 
 
 def test_noise_is_not_transcribed_as_speech():

@@ -24,7 +24,7 @@ from freeze_omni.audio.io import read_audio
 from freeze_omni.encoder import FULL_CONTEXT, UNLIMITED
 from freeze_omni.encoder.frontend import featurizer
 from freeze_omni.errors import AudioError, FreezeOmniError
-from freeze_omni.eval.manifest import evenly_spaced, read_speech_manifest
+from freeze_omni.eval.manifest import by_voice, evenly_spaced, read_speech_manifest
 from freeze_omni.eval.metrics import error_rates
 from freeze_omni.llm import FrozenLLM
 from freeze_omni.train.data import pad_features
@@ -97,4 +97,5 @@ def evaluate_asr(manifest: str | Path, recognizer: Recognizer, chunked: bool = T
         "chunked": chunked, "lead_ms": lead_ms, "manifest": str(manifest),
         "utterances": [{"audio": item.audio_as_written, "reference": item.text, "hypothesis": hyp, "wer": utt.wer}
                        for item, hyp, utt in zip(items, hypotheses, rates.utterances)],
+        **by_voice(items, rates),
     }

@@ -17,7 +17,7 @@ from freeze_omni.audio import SAMPLE_RATE
 from freeze_omni.audio.io import read_audio
 from freeze_omni.errors import AudioError, FreezeOmniError
 from freeze_omni.eval import reference_asr
-from freeze_omni.eval.manifest import evenly_spaced, read_speech_manifest
+from freeze_omni.eval.manifest import by_voice, evenly_spaced, read_speech_manifest
 from freeze_omni.eval.metrics import error_rates
 
 
@@ -55,4 +55,5 @@ def evaluate_manifest(manifest: str | Path, limit: int | None = None, threads: i
              "wer": utt.wer, "cer": utt.cer}
             for item, hyp, utt in zip(items, hypotheses, rates.utterances)
         ],
+        **by_voice(items, rates),
     }

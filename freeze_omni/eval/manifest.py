@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from freeze_omni.errors import FreezeOmniError
+from freeze_omni.eval.metrics import ErrorRates, rates_by_group
 
 
 @dataclass(frozen=True)
@@ -78,3 +79,13 @@ def _parse_line(path: Path, number: int, line: str) -> SpeechItem:
     if not resolved.is_file():
         raise FreezeOmniError(f"{where}: audio file {resolved} not found")
     return SpeechItem(audio=resolved, text=text, line=number, audio_as_written=audio, extra=record)
+
+
+def by_voice(items: Sequence[SpeechItem], rates: ErrorRates) -> dict[str, list[dict]]:
+    """`{"by_voice": rows}`, WER/CER per voice, when every item names its voice (corpus manifests
+    do); else {}. A split mixes voices of very different difficulty, so its one figure hides
+    which voices fail."""
+    voices = [item.extra.get("voice") for item in items]
+    if not items or any(not isinstance(voice, str) for voice in voices):
+        return {}
+    return {"by_voice": rates_by_group(voices, rates)}

@@ -139,3 +139,17 @@ def error_rates(references: Sequence[str], hypotheses: Sequence[str], normalise:
         char_edits=sum(u.char_edits for u in utts),
         utterances=utts,
     )
+
+
+def rates_by_group(groups: Sequence[str], rates: ErrorRates, name: str = "voice") -> list[dict]:
+    """Corpus WER/CER within each group of utterances (e.g. each voice), from the utterance counts
+    of `rates` paired with `groups` by position; one row per group, sorted by group."""
+    if len(groups) != len(rates.utterances):
+        raise ValueError(f"{len(groups)} groups but {len(rates.utterances)} utterances")
+    members: dict[str, list[UtteranceErrors]] = {}
+    for group, utt in zip(groups, rates.utterances):
+        members.setdefault(group, []).append(utt)
+    return [{name: group, "n": len(utts),
+             "wer": rate(sum(u.word_edits for u in utts), sum(u.words for u in utts)),
+             "cer": rate(sum(u.char_edits for u in utts), sum(u.chars for u in utts))}
+            for group, utts in sorted(members.items())]
