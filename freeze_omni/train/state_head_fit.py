@@ -133,6 +133,7 @@ def hear_cases(engine: TurnEngine, cases: Sequence[DuplexCase], acoustic_chunks:
 
 
 def join(parts: Sequence[HeardChunks]) -> HeardChunks:
+    """Single turns and talk-overs, heard by different engines, fitted as one set."""
     return HeardChunks(*(torch.cat([getattr(p, name) for p in parts]) for name in ("hidden", "acoustic", "labels")))
 
 
