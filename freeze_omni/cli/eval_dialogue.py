@@ -10,6 +10,8 @@ from freeze_omni.cli import add_leaf, positive_int
 from freeze_omni.eval.report import add_report_arguments, emit
 from freeze_omni.paths import DEFAULT_MODEL_DIR
 
+ANSWER_TOKENS = 48  # answer length limit of the dialogue evaluations
+
 
 def load_engine(model_dir: Path, max_answer_tokens: int, speech: bool, **settings):
     """A greedy turn engine on the bundle; `speech=False` answers in text only; `settings` go
@@ -110,7 +112,7 @@ def register(commands) -> None:
                      help="spoken QA set (audio, question, answers); default: quiz questions of the corpus test split")
     sub.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR, help="model folder (default: the shipped model)")
     sub.add_argument("--limit", type=int, default=100, help="at most this many items")
-    sub.add_argument("--max-tokens", type=int, default=48, help="answer length limit for both (tokens)")
+    sub.add_argument("--max-tokens", type=int, default=ANSWER_TOKENS, help="answer length limit for both (tokens)")
     add_report_arguments(sub)
 
     sub = add_leaf(commands, "duplex", "end-of-turn delay, false answers, missed requests, barge-in stop time", run_duplex)
@@ -120,7 +122,7 @@ def register(commands) -> None:
     sub.add_argument("--requests", type=int, default=60, help="requests; a third as many of each kind not meant "
                      "for the assistant, half as many barge-ins")
     sub.add_argument("--seed", type=int, default=0)
-    sub.add_argument("--max-tokens", type=int, default=48, help="answer length limit (tokens)")
+    sub.add_argument("--max-tokens", type=int, default=ANSWER_TOKENS, help="answer length limit (tokens)")
     sub.add_argument("--answer-threshold", type=float, help="p(answer) needed to take the turn (default: the model's)")
     sub.add_argument("--sweep", metavar="T1,T2,...", help="instead: false answers, missed requests and delay for "
                      "each answer threshold, from one pass with answers off (barge-ins left out)")
@@ -137,5 +139,5 @@ def register(commands) -> None:
                      help="corpus manifest with kind/speech_end (default: the corpus test split)")
     sub.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR, help="model folder (default: the shipped model)")
     sub.add_argument("--turns", type=int, default=50)
-    sub.add_argument("--max-tokens", type=int, default=48, help="answer length limit (tokens)")
+    sub.add_argument("--max-tokens", type=int, default=ANSWER_TOKENS, help="answer length limit (tokens)")
     add_report_arguments(sub)

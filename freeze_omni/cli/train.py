@@ -17,7 +17,6 @@ from freeze_omni.errors import FreezeOmniError
 from freeze_omni.paths import DEFAULT_MODEL_DIR
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "train" / "configs"
-TALK_OVER_ANSWER_TOKENS = 48  # the answers talked over are as long as `eval duplex` lets them be
 
 # stage name -> (help, module with <Name>Stage and <Name>Settings, class prefix)
 STAGES = {
@@ -89,7 +88,7 @@ def fit_head(args: argparse.Namespace) -> int:
     import torch
 
     from freeze_omni.bundle import read_spec, write_spec
-    from freeze_omni.cli.eval_dialogue import load_engine
+    from freeze_omni.cli.eval_dialogue import ANSWER_TOKENS, load_engine
     from freeze_omni.eval.duplex import build_cases
     from freeze_omni.paths import data_dir
     from freeze_omni.safetensors_io import save_fp16
@@ -115,9 +114,9 @@ def fit_head(args: argparse.Namespace) -> int:
         utterances = read_turn_utterances(manifest)
         heard = hear_cases(load_engine(source, 8, speech=False), build_cases(utterances, args.requests, args.seed),
                            args.acoustic_chunks, settings, log=log)
-        if args.talk_overs:  # other turns than the single ones (another seed); answers spoken as the bundle does
+        if args.talk_overs:  # other turns than the single ones (another seed); answers as long as the evaluations let them be, spoken as the bundle does
             talk_overs = talk_over_cases(build_cases(utterances, args.talk_overs, args.seed + 1))
-            heard = join([heard, hear_cases(load_engine(source, TALK_OVER_ANSWER_TOKENS, speech=True), talk_overs,
+            heard = join([heard, hear_cases(load_engine(source, ANSWER_TOKENS, speech=True), talk_overs,
                                             args.acoustic_chunks, settings, log=log, talk_overs=True)])
         if args.replays:
             save_replays(args.replays, key, heard)

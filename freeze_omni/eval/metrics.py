@@ -124,7 +124,11 @@ def error_rates(references: Sequence[str], hypotheses: Sequence[str], normalise:
     """WER and CER of `hypotheses` against `references`, paired by position."""
     if len(references) != len(hypotheses):
         raise ValueError(f"{len(references)} references but {len(hypotheses)} hypotheses")
-    utts = [utterance_errors(r, h, normalise) for r, h in zip(references, hypotheses)]
+    return pooled([utterance_errors(r, h, normalise) for r, h in zip(references, hypotheses)])
+
+
+def pooled(utts: list[UtteranceErrors]) -> ErrorRates:
+    """Corpus rates of aligned utterances: their edits summed over their reference lengths."""
     words = sum(u.words for u in utts)
     chars = sum(u.chars for u in utts)
     return ErrorRates(
@@ -149,7 +153,8 @@ def rates_by_group(groups: Sequence[str], rates: ErrorRates, name: str = "voice"
     members: dict[str, list[UtteranceErrors]] = {}
     for group, utt in zip(groups, rates.utterances):
         members.setdefault(group, []).append(utt)
-    return [{name: group, "n": len(utts),
-             "wer": rate(sum(u.word_edits for u in utts), sum(u.words for u in utts)),
-             "cer": rate(sum(u.char_edits for u in utts), sum(u.chars for u in utts))}
-            for group, utts in sorted(members.items())]
+    rows = []
+    for group, utts in sorted(members.items()):
+        group_rates = pooled(utts)
+        rows.append({name: group, "n": group_rates.n, "wer": group_rates.wer, "cer": group_rates.cer})
+    return rows
