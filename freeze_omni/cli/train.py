@@ -114,7 +114,7 @@ def fit_head(args: argparse.Namespace) -> int:
         utterances = read_turn_utterances(manifest)
         heard = hear_cases(load_engine(source, 8, speech=False), build_cases(utterances, args.requests, args.seed),
                            args.acoustic_chunks, settings, log=log)
-        if args.talk_overs:  # other turns than the single ones (another seed); answers as long as the evaluations let them be, spoken as the bundle does
+        if args.talk_overs:  # other turns (another seed); answers spoken as the bundle does
             talk_overs = talk_over_cases(build_cases(utterances, args.talk_overs, args.seed + 1))
             heard = join([heard, hear_cases(load_engine(source, ANSWER_TOKENS, speech=True), talk_overs,
                                             args.acoustic_chunks, settings, log=log, talk_overs=True)])
