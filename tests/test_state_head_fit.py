@@ -17,7 +17,7 @@ from freeze_omni.eval.duplex import BARGE_IN_GAP_SECONDS, build_cases
 from freeze_omni.llm.state_head import DialogueState
 from freeze_omni.train import state_head_fit
 from freeze_omni.train.sequences import IGNORE
-from freeze_omni.train.state_head_fit import (HORIZON_MS, HeardChunks, fit_state_head, hear_cases, replay_label,
+from freeze_omni.train.state_head_fit import (HORIZON_MS, fit_state_head, hear_cases, replay_label,
                                               talk_over_cases)
 from freeze_omni.train.turns import CHUNK_SECONDS, TurnSettings, Utterance, chunk_labels
 
@@ -47,17 +47,17 @@ def test_the_fit_separates_states_and_folds_the_standardisation_into_the_head():
     hidden[:, 0] += (labels > 0) * 20.0
     acoustic = torch.randn(600, 6, generator=g) * 0.01 - 3
     acoustic[:, 1] += (labels == 2) * 0.1
-    head = fit_state_head(HeardChunks(hidden, acoustic, labels), acoustic_chunks=3)
+    head = fit_state_head(hidden, acoustic, labels, acoustic_chunks=3)
     assert head.acoustic_chunks == 3 and head.acoustic_size == 2
     with torch.no_grad():
         accuracy = (head(hidden, acoustic).argmax(-1) == labels).float().mean()
     assert accuracy > 0.95
     with pytest.raises(ValueError, match="only"):
-        fit_state_head(HeardChunks(hidden, acoustic, labels.clamp(max=1)), acoustic_chunks=3)
+        fit_state_head(hidden, acoustic, labels.clamp(max=1), acoustic_chunks=3)
 
 
 @pytest.mark.parametrize("acoustic_chunks", [0, 3])
-def test_replays_record_one_row_per_decision_with_its_label(llm, speech_input, detector, speech, tmp_path,
+def test_replays_record_one_row_per_decision_labelled_at_fit_time(llm, speech_input, detector, speech, tmp_path,
                                                              acoustic_chunks):
     items = []
     for i, (name, kind) in enumerate([("q1", "question"), ("q2", "question"), ("q1", "filler")]):
@@ -65,10 +65,15 @@ def test_replays_record_one_row_per_decision_with_its_label(llm, speech_input, d
         items.append(Utterance(str(tmp_path / f"{i}.wav"), name, kind, 0.05, speech[name].size / 16000 - 0.05))
     cases = build_cases(items, n=1, seed=0)
     engine = make_engine(llm, speech_input, detector, forced_head(llm, LISTEN))
-    heard = hear_cases(engine, cases, acoustic_chunks, TurnSettings(), log=lambda _: None)
-    assert heard.hidden.shape == (heard.labels.numel(), llm.hidden_size)
-    assert heard.acoustic.shape == (heard.labels.numel(), acoustic_chunks * speech_input.encoder.config.dim)
-    assert {int(DialogueState.LISTEN), int(DialogueState.ANSWER)} <= set(heard.labels.tolist())
+    heard = hear_cases(engine, cases, acoustic_chunks, log=lambda _: None)
+    n = heard.after_ms.numel()
+    assert heard.hidden.shape == (n, llm.hidden_size) and heard.request.shape == (n,)
+    assert heard.acoustic.shape == (n, acoustic_chunks * speech_input.encoder.config.dim)
+    late, early = heard.labels(TurnSettings(decide_after=0.24)), heard.labels(TurnSettings(decide_after=0.08))
+    assert {int(DialogueState.LISTEN), int(DialogueState.ANSWER)} <= set(late.tolist())
+    # an earlier decision turns the no-loss gap after a sound into decisions, and nothing else
+    changed = late != early
+    assert changed.any() and (late[changed] == IGNORE).all() and (early[changed] != DialogueState.LISTEN).all()
 
 
 def talk_over_items(speech, tmp_path) -> list[Utterance]:
@@ -100,15 +105,15 @@ def test_talk_overs_are_heard_only_after_the_bundle_head_has_answered(llm, speec
     talk_overs = talk_over_cases(build_cases(talk_over_items(speech, tmp_path), n=3, seed=0))
     never = make_engine(llm, speech_input, detector, forced_head(llm, LISTEN), RecordingSpeaker(audio=True))
     with pytest.raises(ValueError, match="nothing to fit"):
-        hear_cases(never, talk_overs, 0, TurnSettings(), log=lambda _: None, talk_overs=True)
+        hear_cases(never, talk_overs, 0, log=lambda _: None, talk_overs=True)
     always = make_engine(llm, speech_input, detector, forced_head(llm, ANSWER), RecordingSpeaker(audio=True),
                          max_answer_tokens=30)
-    heard = hear_cases(always, talk_overs, 2, TurnSettings(), log=lambda _: None, talk_overs=True)
-    assert set(heard.labels.tolist()) >= {int(DialogueState.LISTEN), int(DialogueState.ANSWER),
-                                          int(DialogueState.IGNORE)}
-    assert heard.acoustic.shape == (heard.labels.numel(), 2 * speech_input.encoder.config.dim)
-    singles = hear_cases(always, talk_overs, 2, TurnSettings(), log=lambda _: None)
-    assert heard.labels.numel() < singles.labels.numel()  # the first request's chunks are not heard
+    heard = hear_cases(always, talk_overs, 2, log=lambda _: None, talk_overs=True)
+    assert set(heard.labels(TurnSettings()).tolist()) >= {int(DialogueState.LISTEN), int(DialogueState.ANSWER),
+                                                          int(DialogueState.IGNORE)}
+    assert heard.acoustic.shape == (heard.after_ms.numel(), 2 * speech_input.encoder.config.dim)
+    singles = hear_cases(always, talk_overs, 2, log=lambda _: None)
+    assert heard.after_ms.numel() < singles.after_ms.numel()  # the first request's chunks are not heard
 
 
 def test_train_state_head_writes_a_copy_of_the_bundle_with_the_refitted_head(tmp_path, monkeypatch, capsys,
@@ -140,6 +145,8 @@ def test_train_state_head_writes_a_copy_of_the_bundle_with_the_refitted_head(tmp
     assert main(args + ["--out", str(tmp_path / "again"), "--answer-threshold", "0.8"]) == 0  # the same fit
     again = load_model(tmp_path / "again")
     assert torch.equal(again.state_head.proj.weight, refit.state_head.proj.weight) and again.spec.answer_threshold == 0.8
+    assert main(args + ["--out", str(tmp_path / "early"), "--decide-after", "0.08"]) == 0  # relabelled, not heard
+    assert not torch.equal(load_model(tmp_path / "early").state_head.proj.weight, refit.state_head.proj.weight)
     with pytest.raises(AssertionError, match="kept replays"):  # other turns: heard again
         main(args + ["--out", str(tmp_path / "other"), "--seed", "1"])
     capsys.readouterr()

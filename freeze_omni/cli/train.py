@@ -103,8 +103,7 @@ def fit_head(args: argparse.Namespace) -> int:
     settings = TurnSettings(decide_after=args.decide_after)
     manifest = args.manifest or data_dir() / "corpus" / "default" / "train.jsonl"
     key = {"model": str(source.resolve()), "manifest": str(Path(manifest).resolve()), "requests": args.requests,
-           "seed": args.seed, "acoustic_chunks": args.acoustic_chunks, "decide_after": args.decide_after,
-           "talk_overs": args.talk_overs}
+           "seed": args.seed, "acoustic_chunks": args.acoustic_chunks, "talk_overs": args.talk_overs}
 
     def log(message: str) -> None:
         print(message, file=sys.stderr)
@@ -113,20 +112,21 @@ def fit_head(args: argparse.Namespace) -> int:
     if heard is None:
         utterances = read_turn_utterances(manifest)
         heard = hear_cases(load_engine(source, 8, speech=False), build_cases(utterances, args.requests, args.seed),
-                           args.acoustic_chunks, settings, log=log)
+                           args.acoustic_chunks, log=log)
         if args.talk_overs:  # other turns (another seed); answers spoken as the bundle does
             talk_overs = talk_over_cases(build_cases(utterances, args.talk_overs, args.seed + 1))
             heard = join([heard, hear_cases(load_engine(source, ANSWER_TOKENS, speech=True), talk_overs,
-                                            args.acoustic_chunks, settings, log=log, talk_overs=True)])
+                                            args.acoustic_chunks, log=log, talk_overs=True)])
         if args.replays:
             save_replays(args.replays, key, heard)
-    head = fit_state_head(heard, args.acoustic_chunks, seed=args.seed)
+    labels = heard.labels(settings)
+    head = fit_state_head(heard.hidden, heard.acoustic, labels, args.acoustic_chunks, seed=args.seed)
     shutil.copytree(source, out, dirs_exist_ok=True)
     save_fp16(out / "state_head.safetensors", head.state_dict())
     write_spec(out, replace(read_spec(out), state_acoustic_chunks=args.acoustic_chunks,
                             answer_threshold=args.answer_threshold, ignore_threshold=args.ignore_threshold))
     print(json.dumps({"model_dir": str(out), "from": str(source), "manifest": str(manifest),
-                      "chunks": int(heard.labels.numel()), "labelled": int((heard.labels >= 0).sum()),
+                      "chunks": int(labels.numel()), "labelled": int((labels >= 0).sum()),
                       "acoustic_chunks": args.acoustic_chunks, "decide_after": args.decide_after,
                       "answer_threshold": args.answer_threshold, "ignore_threshold": args.ignore_threshold}))
     return 0
@@ -171,7 +171,8 @@ def register(commands) -> None:
     sub.add_argument("--seed", type=int, default=0)
     sub.add_argument("--threads", type=int, default=1)
     sub.add_argument("--replays", type=Path, metavar="FILE",
-                     help="keep what the engine heard here, and reuse it when model, turns and settings match")
+                     help="keep what the engine heard here, and reuse it when model, turns and settings match "
+                     "(any --decide-after: labels are made at fit time)")
     from freeze_omni.cli import train_codec
 
     train_codec.register(stages)

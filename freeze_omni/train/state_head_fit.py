@@ -4,8 +4,8 @@ Stage 3 learns the head on conversations it lays out offline. This fit instead r
 turns from the corpus's train split (requests, fillers and backchannels, requests cut off
 mid-sentence, noise: `eval.duplex.build_cases`) through a bundle's `TurnEngine` with a head that
 only records: every chunk's LLM last hidden state and acoustic row, exactly as the engine computes
-them at inference (VAD onset, pre-roll, chunking). Chunks are labelled as `train/turns.py` labels
-them (`turns.chunk_label`: listen until `listen_margin` after the sound, answer or ignore from
+them at inference (VAD onset, pre-roll, chunking), and when each ended after its turn's sound.
+At fit time, chunks are labelled as `train/turns.py` labels them (`turns.chunk_label`: listen until `listen_margin` after the sound, answer or ignore from
 `decide_after`, nothing in between; nothing after `HORIZON_MS`), and the head is fitted by full-batch AdamW on
 standardised inputs with class-balanced cross-entropy; the standardisation is folded into the
 weights. Only the head changes: the speech input and the LLM are the bundle's.
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -41,11 +41,19 @@ HORIZON_MS = 1200.0  # chunks heard up to this long after a sound (stage 3's eva
 @dataclass
 class HeardChunks:
     """Per chunk the engine decided on: LLM last hidden state [n, hidden], acoustic row [n, a]
-    (a = 0 for a plain head), and its label (`IGNORE` = no loss)."""
+    (a = 0 for a plain head), when it ended after the end of its turn's sound [n] (ms), and
+    whether that sound was a request [n]. Labels are made from the last two at fit time, so one
+    replay serves any `TurnSettings`."""
 
     hidden: torch.Tensor
     acoustic: torch.Tensor
-    labels: torch.Tensor
+    after_ms: torch.Tensor
+    request: torch.Tensor
+
+    def labels(self, settings: TurnSettings) -> torch.Tensor:
+        """Each chunk's label (`IGNORE` = no loss) under `settings`."""
+        return torch.tensor([replay_label(t, r, settings) for t, r in zip(self.after_ms.tolist(), self.request.tolist())],
+                            dtype=torch.long)
 
 
 def replay_label(t_ms: float, request: bool, settings: TurnSettings) -> int:
@@ -105,9 +113,9 @@ def talk_over_cases(cases: Sequence[DuplexCase]) -> list[DuplexCase]:
     return talk_overs
 
 
-def hear_cases(engine: TurnEngine, cases: Sequence[DuplexCase], acoustic_chunks: int, settings: TurnSettings,
+def hear_cases(engine: TurnEngine, cases: Sequence[DuplexCase], acoustic_chunks: int,
                log: Callable[[str], None] = print, talk_overs: bool = False) -> HeardChunks:
-    """Replay every case (barge-ins left out) and label each chunk the engine decided on. With
+    """Replay every case (barge-ins left out) and record each chunk the engine decided on. With
     `talk_overs` (cases of `talk_over_cases`), the engine's own head answers the first request and
     only the chunks decided after that are heard (an engine with a speaker makes the answer play)."""
     encoder_dim = engine.speech_input.encoder.config.dim
@@ -115,26 +123,28 @@ def hear_cases(engine: TurnEngine, cases: Sequence[DuplexCase], acoustic_chunks:
                           engine.state_head if talk_overs else None).to(engine.llm.device)
     config = engine.config if talk_overs else replace(engine.config, answer_threshold=2.0)
     recorder = TurnEngine(engine.speech_input, engine.llm, head, engine.detector, engine.speaker, config)
-    labels = []
+    after_ms, request = [], []
     for number, case in enumerate(c for c in cases if c.kind != "barge-in"):
         head.reset()
         ((_, decisions),) = replay_decisions(recorder, [case], log=lambda _: None)
         if talk_overs:
             answers = [i for i, d in enumerate(decisions) if d.state == DialogueState.ANSWER]
             decisions = decisions[answers[0] + 1:] if answers else []
-        labels += [replay_label(d.t_ms - case.mark_ms, case.kind == "request", settings) for d in decisions]
+        after_ms += [d.t_ms - case.mark_ms for d in decisions]
+        request += [case.kind == "request"] * len(decisions)
         log(f"[{number + 1}] {case.kind}: {len(decisions)} chunks heard")
-    if len(labels) != len(head.heard):
-        raise RuntimeError(f"{len(head.heard)} chunks heard but {len(labels)} decisions made")
-    if not labels:
+    if len(after_ms) != len(head.heard):
+        raise RuntimeError(f"{len(head.heard)} chunks heard but {len(after_ms)} decisions made")
+    if not after_ms:
         raise ValueError("no chunk was heard: nothing to fit the state head on")
     return HeardChunks(torch.stack([h for h, _ in head.heard]),
-                       torch.stack([torch.zeros(0) if a is None else a for _, a in head.heard]), torch.tensor(labels))
+                       torch.stack([torch.zeros(0) if a is None else a for _, a in head.heard]),
+                       torch.tensor(after_ms, dtype=torch.float32), torch.tensor(request))
 
 
 def join(parts: Sequence[HeardChunks]) -> HeardChunks:
     """Single turns and talk-overs, heard by different engines, fitted as one set."""
-    return HeardChunks(*(torch.cat([getattr(p, name) for p in parts]) for name in ("hidden", "acoustic", "labels")))
+    return HeardChunks(*(torch.cat([getattr(p, f.name) for p in parts]) for f in fields(HeardChunks)))
 
 
 def save_replays(path: Path, key: dict, heard: HeardChunks) -> None:
@@ -151,13 +161,13 @@ def load_replays(path: Path, key: dict) -> HeardChunks | None:
     return HeardChunks(**saved["heard"]) if saved.get("key") == key else None
 
 
-def fit_state_head(heard: HeardChunks, acoustic_chunks: int, steps: int = 400, lr: float = 3e-3,
-                   weight_decay: float = 1e-3, seed: int = 0) -> StateHead:
-    """A linear head on [hidden, acoustic] of the labelled chunks; returned with the input
-    standardisation folded in, so it reads raw hidden states and acoustic rows."""
-    keep = heard.labels != IGNORE
-    x = torch.cat([heard.hidden, heard.acoustic], 1)[keep].float()
-    y = heard.labels[keep]
+def fit_state_head(hidden: torch.Tensor, acoustic: torch.Tensor, labels: torch.Tensor, acoustic_chunks: int,
+                   steps: int = 400, lr: float = 3e-3, weight_decay: float = 1e-3, seed: int = 0) -> StateHead:
+    """A linear head on [hidden, acoustic] of the labelled chunks (`IGNORE`: left out); returned
+    with the input standardisation folded in, so it reads raw hidden states and acoustic rows."""
+    keep = labels != IGNORE
+    x = torch.cat([hidden, acoustic], 1)[keep].float()
+    y = labels[keep]
     if len(set(y.tolist())) < len(DialogueState):
         raise ValueError(f"the replays hold chunks of only {sorted(set(y.tolist()))} of the 3 states")
     mean, std = x.mean(0), x.std(0) + 1e-4
@@ -173,7 +183,7 @@ def fit_state_head(heard: HeardChunks, acoustic_chunks: int, steps: int = 400, l
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    hidden_size, acoustic_size = heard.hidden.shape[1], heard.acoustic.shape[1]
+    hidden_size, acoustic_size = hidden.shape[1], acoustic.shape[1]
     head = StateHead(hidden_size, acoustic_size // max(acoustic_chunks, 1), acoustic_chunks)
     with torch.no_grad():
         weight = linear.weight / std
