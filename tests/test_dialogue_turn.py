@@ -53,6 +53,7 @@ from freeze_omni.dialogue import (
 
 from freeze_omni.dialogue.phrases import PhraseRule
 from freeze_omni.dialogue.turn import CHUNK_SAMPLES
+from freeze_omni.llm import SamplingConfig
 from freeze_omni.llm.state_head import StateHead
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -433,3 +434,65 @@ def test_an_acoustic_state_head_hears_the_encoder_through_the_engine(llm, speech
     acoustic.acoustic.weight.normal_(0.0, 0.01, generator=torch.Generator().manual_seed(0))  # small: still LISTEN
     heard = probabilities(acoustic)
     assert len(heard) == len(heard_plain) and all(a != b for a, b in zip(heard, heard_plain))
+
+
+class LeanThenAnswer:
+    """Head policy: listen but lean to answer (p(answer) 0.38, enough for a draft) on every chunk,
+    and answer on the chunk after the VAD end."""
+
+    def __init__(self, head: StateHead) -> None:
+        self.head = head
+        self.lean()
+
+    def lean(self) -> None:
+        with torch.no_grad():
+            self.head.proj.weight.zero_()
+            self.head.proj.bias.copy_(torch.tensor([1.0, 0.5, -10.0]))
+
+    def __call__(self, events) -> None:
+        for event in events:
+            if isinstance(event, SpeechEnded):
+                force(self.head, ANSWER)
+            elif isinstance(event, AnswerStarted):
+                self.lean()
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("idle", [True, False], ids=["idle-time", "no-idle-time"])
+def test_a_draft_is_dropped_when_the_user_goes_on_and_begins_only_in_idle_time(llm, speech_input, detector,
+                                                                                speech, heard, idle):
+    """A pause shorter than the VAD's end drops the draft made in it; the one made after the
+    second part becomes the answer, without the chunks heard after it began. Fed back to back
+    (no answer work while listening), no draft begins and the answer hears every chunk."""
+    head, speaker = StateHead(llm.hidden_size), RecordingSpeaker()
+    engine = make_engine(llm, speech_input, detector, head, speaker, draft_threshold=0.3,
+                         sampling=SamplingConfig(temperature=0.0))
+    session = engine.new_session("user")
+    policy = LeanThenAnswer(head)
+    audio = conversation(silence(1.0), speech["q1"], silence(0.1), speech["q2"], silence(1.0))
+    drafts, seen, events = [], None, []
+    for start in range(0, audio.size, CHUNK_SAMPLES):
+        new = engine.accept_audio(session, audio[start:start + CHUNK_SAMPLES])
+        draft = session.listening.draft if session.listening is not None else None
+        if draft is not None and draft is not seen:
+            drafts.append(len(heard))  # chunks heard when it began
+            assert engine.audio_slack_ms(session) == float("inf")  # served after every real answer
+        seen = draft
+        if idle and draft is not None:
+            engine.step_answer(session, 10_000)
+            assert draft.answer.ready and not draft.answer.text  # its first phrase waits, unshown
+            drafted = draft.answer.tokens
+        if idle or session.listening is None:
+            new += engine.step_answer(session, 10_000)
+        policy(new)
+        events += new
+    assert len(of_type(events, AnswerFinished)) == 1 and not of_type(events, TurnIgnored)
+    assert len(drafts) >= 2  # at least one in the pause, dropped, and one after q2
+    in_answer = drafts[-1] if idle else len(heard)
+    if idle:
+        assert speaker.tokens()[:len(drafted)] == drafted
+    template = llm.template
+    turn = [system_ids(llm), user_prefix(llm, speech_input), torch.cat(heard[:in_answer]),
+            template.user_end_assistant_start + speaker.tokens() + template.assistant_end]
+    assert_same_kv(session.kv, reference_kv(llm, turn))
+    assert in_answer > drafts[0]

@@ -59,6 +59,16 @@ def test_one_segment_around_the_spoken_sentence(detector, clip):
     assert end.decided_sample <= audio.size
 
 
+def test_voiced_until_marks_the_last_window_that_was_not_clearly_silent(detector, clip):
+    """What the turn engine's drafts rely on: it ends near the offset, and silence never moves it."""
+    audio, _, offset_ms = clip
+    _, state = detector.accept(audio, detector.initial_state())
+    assert offset_ms - 100.0 <= state.voiced_until * 1000 / SAMPLE_RATE <= offset_ms + 300.0
+    assert state.voiced_until < state.samples_seen
+    _, later = detector.accept(np.zeros(SAMPLE_RATE, np.float32), state)
+    assert later.voiced_until == state.voiced_until
+
+
 def test_any_piece_sizes_give_the_same_events(detector, clip):
     audio = clip[0]
     whole = _run(detector, audio)

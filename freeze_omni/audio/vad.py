@@ -62,6 +62,7 @@ class VadState:
     in_speech: bool = False
     speech_since: int | None = None  # first sample of the current run of speech windows (not yet a start)
     silence_since: int | None = None  # first sample of the current run of silent windows inside speech
+    voiced_until: int = 0  # samples_seen after the last window that was not clearly silent
 
     @property
     def speech_run_ms(self) -> float:
@@ -150,6 +151,8 @@ class SpeechDetector:
         """Hysteresis on the window that just ended at `state.samples_seen`."""
         cfg = self.config
         now = state.samples_seen
+        if probability >= cfg.end_threshold:
+            state = replace(state, voiced_until=now)
         window_start = now - WINDOW
         if not state.in_speech:
             if probability < cfg.end_threshold:

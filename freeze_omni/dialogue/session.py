@@ -72,6 +72,7 @@ class ListeningTurn:
     # [1, t, hidden] embeddings that go into the LLM ahead of the first speech (the user turn's
     # start and the prompt), in the same pass: one pass fewer for the chunk that opens a turn
     lead: torch.Tensor | None = field(default=None, repr=False)
+    draft: AnswerDraft | None = None  # an answer begun while the user is quiet (turn.py rule 9)
 
 
 @dataclass
@@ -96,6 +97,16 @@ class Answer:
     def produced(self) -> bool:
         """Every token generated and every packet synthesised (only playback may remain)."""
         return self.logits is None and self.speech is None and not self.ready and self.phrase_start == len(self.tokens)
+
+
+@dataclass
+class AnswerDraft:
+    """An answer begun on a copy of the turn while the state head still listens, so that its first
+    phrase may be ready when the head decides to answer (turn.py rule 9)."""
+
+    kv: KVCache  # the turn's KV when the draft began; its answer is generated on it
+    voiced_until: int  # the VAD's `voiced_until` then: any later voiced window makes the draft stale
+    answer: Answer | None = None  # None until the assistant-start ids are prefilled
 
 
 @dataclass

@@ -55,10 +55,21 @@ Exact rules. Times are input-stream times: ms of user audio accepted so far (the
    waiting for their chunk, on a copy of its state (the chunk runs the same windows again when
    it is complete), so with a client that sends short packets the answer stops within a packet
    of the run reaching `pause_after_ms`, not at the end of a 160 ms chunk.
+9. Drafts: the head decides a few chunks after the user stops, and those chunks carry only
+   silence. So when a chunk ends clearly silent (its last VAD window) and the head still listens
+   with p(answer) >= `draft_threshold`, the answer begins on a copy of the turn's KV: the
+   assistant-start ids, then tokens until the first phrase is ready. This runs as answer work,
+   so only when nothing else is waiting (a server serves it after every real answer). Any later
+   VAD window that is not clearly silent drops the draft (the user went on). When the head
+   answers, a draft that has begun becomes the answer and its KV the conversation, so the
+   chunks after it (silence, by the rule above) are not in the conversation; a draft not yet
+   begun is dropped and the answer starts as in rule 5. Without idle time between chunks (the
+   offline evaluations feed chunks back to back) no draft ever begins.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from collections.abc import Sequence
 from typing import Literal
@@ -85,11 +96,11 @@ from freeze_omni.dialogue.events import (
     TurnIgnored,
 )
 from freeze_omni.dialogue.phrases import PhraseRule, ends_first_phrase_before, ends_phrase
-from freeze_omni.dialogue.session import Answer, AnswerCut, HistoryEntry, ListeningTurn, Session
+from freeze_omni.dialogue.session import Answer, AnswerCut, AnswerDraft, HistoryEntry, ListeningTurn, Session
 from freeze_omni.dialogue.speaker import Phrase, Speaker, TextOnlySpeaker
 from freeze_omni.encoder import UNLIMITED
 from freeze_omni.encoder.frontend import feature_stream
-from freeze_omni.llm import FrozenLLM, SamplingConfig
+from freeze_omni.llm import FrozenLLM, KVCache, SamplingConfig
 from freeze_omni.llm.sampling import sample
 from freeze_omni.llm.state_head import DialogueState, StateHead, acoustic_context, chunk_means
 from freeze_omni.speech_input import SpeechInput
@@ -112,6 +123,7 @@ class DialogueConfig:
     audio_lead_ms: float = 480.0  # answer audio queued ahead of playback before tokens come first again
     answer_threshold: float = 0.0  # p(answer) the state head needs to take the turn (0: its most likely state)
     ignore_threshold: float = 0.0  # p(ignore) it needs to drop the turn (0: its most likely state)
+    draft_threshold: float = 0.1  # p(answer) at which a silent chunk begins a draft answer (rule 9; > 1: never)
 
     def __post_init__(self) -> None:
         if self.preroll_samples < CHUNK_SAMPLES:
@@ -270,6 +282,12 @@ class TurnEngine:
                                                               self.config.ignore_threshold)
                 decision = StateDecision(now, state, probabilities, barge_in=turn.cut is not None)
         events: list[Event] = [decision] if decision else []
+        silent = s.vad.voiced_until < s.vad.samples_seen
+        if turn.draft is not None and turn.draft.voiced_until != s.vad.voiced_until:
+            turn.draft = None  # rule 9: the user went on, and the draft has not heard it
+        if decision and decision.state == DialogueState.LISTEN and turn.draft is None and silent \
+                and decision.probabilities[DialogueState.ANSWER] >= self.config.draft_threshold:
+            turn.draft = AnswerDraft(turn.kv.clone(), s.vad.voiced_until)
         if decision and decision.state == DialogueState.ANSWER:
             return events + (yield from self._accept(s, now))
         if decision and decision.state == DialogueState.IGNORE:
@@ -299,8 +317,12 @@ class TurnEngine:
             events.append(Interrupted(now, turn.cut.kept_text))
             s.kv = turn.kv
         s.history.append(HistoryEntry("user", None, turn.started_ms, now))
-        output = yield LLMCall(self.llm.embed_ids(self._answer_start), s.kv, logits=True)
-        s.answer = Answer(turn_start=turn.turn_start, start=s.kv.length, started_ms=now, logits=output.logits)
+        if turn.draft is not None and turn.draft.answer is not None:  # rule 9
+            s.kv, s.answer = turn.draft.kv, turn.draft.answer
+            s.answer.started_ms = now
+        else:
+            output = yield LLMCall(self.llm.embed_ids(self._answer_start), s.kv, logits=True)
+            s.answer = Answer(turn_start=turn.turn_start, start=s.kv.length, started_ms=now, logits=output.logits)
         s.vad = self.detector.close_segment(s.vad)
         return events + [AnswerStarted(now, speech_end)]
 
@@ -324,9 +346,21 @@ class TurnEngine:
         unit, answer = self.next_answer_unit(s), s.answer
         if unit is None:
             return []
+        if s.listening is not None:  # while a turn is heard, only its draft has answer work
+            return (yield from self._draft_unit(s, s.listening))
         if unit == "token":
-            return (yield from self._next_token(s, answer))
+            return (yield from self._next_token(s, answer, s.kv))
         return self._start_phrase(s, answer) if answer.speech is None else self._next_packet(s, answer)
+
+    def _draft_unit(self, s: Session, turn: ListeningTurn) -> Work[list[Event]]:
+        """Rule 9: the assistant-start ids, or the draft's next token."""
+        draft = turn.draft
+        if draft.answer is None:
+            output = yield LLMCall(self.llm.embed_ids(self._answer_start), draft.kv, logits=True)
+            draft.answer = Answer(turn_start=turn.turn_start, start=draft.kv.length, started_ms=s.t_ms,
+                                  logits=output.logits)
+            return []
+        return (yield from self._next_token(s, draft.answer, draft.kv))
 
     def has_answer_work(self, session: Session) -> bool:
         """Whether `step_answer` would do anything now."""
@@ -335,7 +369,14 @@ class TurnEngine:
     def next_answer_unit(self, session: Session) -> Literal["token", "speech"] | None:
         """What `step_answer` does next (rule 6): speech work (start the next phrase, or its next
         packet) while less than `audio_lead_ms` of audio is queued ahead of the clock or no tokens
-        remain, else the next token; None when there is nothing to do (or playback is paused)."""
+        remain, else the next token; None when there is nothing to do (or playback is paused).
+        While a turn is heard, the next token of its draft (rule 9) until its first phrase is ready."""
+        turn = session.listening
+        if turn is not None:
+            draft = turn.draft
+            working = draft is not None and (draft.answer is None or (draft.answer.logits is not None
+                                                                       and not draft.answer.ready))
+            return "token" if working else None
         answer = session.answer
         if answer is None or answer.produced or answer.playout.paused_ms is not None:
             return None
@@ -348,9 +389,12 @@ class TurnEngine:
     def audio_slack_ms(self, session: Session) -> float | None:
         """How far the answer's queued audio reaches beyond the session clock; negative: how long
         the answer has been without audio (since it started, or since its audio ran out). None
-        when there is no answer work. A server serves the least slack first."""
+        when there is no answer work; inf for a draft (rule 9), which waits for every real answer.
+        A server serves the least slack first."""
         if self.next_answer_unit(session) is None:
             return None
+        if session.listening is not None:
+            return math.inf
         answer = session.answer
         return max(answer.playout.audio_end_ms, answer.started_ms) - session.t_ms
 
@@ -373,16 +417,17 @@ class TurnEngine:
         answer.playout.add_packet(packet, self.speaker.sample_rate, s.t_ms)
         return [AnswerAudio(s.t_ms, packet, self.speaker.sample_rate)]
 
-    def _next_token(self, s: Session, answer: Answer) -> Work[list[Event]]:
+    def _next_token(self, s: Session, answer: Answer, kv: KVCache) -> Work[list[Event]]:
+        """The answer's next token, fed to `kv` (the conversation's, or a draft's)."""
         token = None
         if len(answer.tokens) < self.config.max_answer_tokens:
             token = int(sample(answer.logits, self.config.sampling, s.generator)[0])
         if token is None or token in self.llm.stop_ids:
-            yield LLMCall(self.llm.embed_ids(self._assistant_end), s.kv)
+            yield LLMCall(self.llm.embed_ids(self._assistant_end), kv)
             answer.logits = None
             self._hand_over(answer, len(answer.tokens))
             return []
-        step = yield LLMCall(self.llm.embed_ids([token]), s.kv, logits=True)
+        step = yield LLMCall(self.llm.embed_ids([token]), kv, logits=True)
         answer.tokens.append(token)
         answer.hidden.append(step.last[0])
         answer.logits = step.logits
