@@ -111,18 +111,31 @@ def test_replay_answers_a_request_and_ignores_what_is_not_for_it(speech_input, s
         assert record.latency_ms["state_decision"] <= record.latency_ms["first_text"]
 
 
-def _chat_on_a_saved_model(tmp_path, monkeypatch, speech_input, speech) -> None:
+def _chat_on_a_saved_model(tmp_path, monkeypatch, speech_input, speech, options=()) -> None:
     monkeypatch.setenv("FREEZE_OMNI_CACHE", str(tmp_path / "cache"))
     llm = saved_llm(tmp_path)
     save_model(tmp_path / "model", speech_input, forced_head(llm, ANSWER), llm_source=str(tmp_path / "llm"))
     spec = json.loads((tmp_path / "model" / "model.json").read_text())
     (tmp_path / "model" / "model.json").write_text(json.dumps({**spec, "llm_dtype": "float32"}))
     write_wav(tmp_path / "q.wav", conversation(silence(0.5), speech["q1"], silence(0.5)))
-    assert main(["chat", str(tmp_path / "q.wav"), "--model", str(tmp_path / "model"), "--json"]) == 0
+    assert main(["chat", str(tmp_path / "q.wav"), "--model", str(tmp_path / "model"), "--json", *options]) == 0
 
 
-def test_chat_cli_prints_the_documented_json_for_a_saved_model(tmp_path, monkeypatch, capsys, speech_input, speech):
-    _chat_on_a_saved_model(tmp_path, monkeypatch, speech_input, speech)
+@pytest.mark.parametrize("packet_ms", [None, 32])
+def test_chat_cli_prints_the_documented_json_for_a_saved_model(tmp_path, monkeypatch, capsys, speech_input, speech,
+                                                               packet_ms):
+    from freeze_omni.dialogue import replay as replay_module
+
+    packets = []
+
+    def spy(*args, packet_samples, **kwargs):
+        packets.append(packet_samples)
+        return replay(*args, packet_samples=packet_samples, **kwargs)
+
+    monkeypatch.setattr(replay_module, "replay", spy)
+    _chat_on_a_saved_model(tmp_path, monkeypatch, speech_input, speech,
+                           [] if packet_ms is None else ["--packet-ms", str(packet_ms)])
+    assert packets == [512 if packet_ms else 2560]
     report = json.loads(capsys.readouterr().out)
     assert report["turns"]  # the forced head accepts the speech (more than once, as it keeps talking)
     turn = report["turns"][0]

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from freeze_omni.cli import add_leaf
+from freeze_omni.cli import add_leaf, positive_int
 from freeze_omni.paths import DEFAULT_MODEL_DIR
 
 
@@ -32,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
 def converse(args: argparse.Namespace, audio) -> list[dict]:
     import numpy as np
 
+    from freeze_omni.audio import SAMPLE_RATE
     from freeze_omni.audio.io import write_wav
     from freeze_omni.audio.vad import SpeechDetector
     from freeze_omni.bundle import load_model
@@ -42,7 +43,8 @@ def converse(args: argparse.Namespace, audio) -> list[dict]:
     engine = TurnEngine(model.speech_input, model.llm, model.state_head, SpeechDetector(), model.speaker,
                         config=model.spec.dialogue_config())
     log = (lambda event: None) if args.json else _print_event
-    turns = replay(engine, audio, realtime=args.realtime, on_event=log)
+    turns = replay(engine, audio, realtime=args.realtime, on_event=log,
+                   packet_samples=args.packet_ms * SAMPLE_RATE // 1000)
     out = []
     for number, turn in enumerate(turns, start=1):
         wav = None
@@ -75,4 +77,6 @@ def register(commands) -> None:
     chat.add_argument("-o", "--output", help="where to write the spoken answer (more turns: NAME_2.wav, ...)")
     chat.add_argument("--json", action="store_true", help="print one JSON object with every turn")
     chat.add_argument("--realtime", action="store_true", help="pace input like a live microphone")
+    chat.add_argument("--packet-ms", type=positive_int, default=160, help="input goes in packets this long "
+                      "(default 160: whole chunks; the web page sends 32, which pauses a talked-over answer sooner)")
     chat.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR, help="model folder (default: the shipped model)")
