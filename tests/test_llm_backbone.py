@@ -47,6 +47,22 @@ def test_cached_prefill_and_decode_equal_full_forward(tiny_family):
     assert cache.length == 14
 
 
+def test_a_bfloat16_llm_on_a_cpu_caches_and_attends_in_float32(tiny_family):
+    """The projections stay in bfloat16; attention (much faster in float32 on a CPU) and its cache
+    do not, so cached decoding still equals the whole forward pass to bfloat16 precision."""
+    _, hf_model, tokenizer = tiny_family
+    llm = FrozenLLM.from_hf_model(hf_model.to(torch.bfloat16), tokenizer)
+    assert llm.dtype == torch.bfloat16 and llm.cache_dtype == torch.float32
+    ids = torch.randint(0, hf_model.config.vocab_size, (1, 9))
+    with torch.no_grad():
+        full = llm(llm.embed(ids))
+        cache = llm.new_cache()
+        pieces = [llm.prefill(llm.embed(ids[:, :4]), cache), llm.decode_step(ids[:, 4], cache).hidden[:, None],
+                  llm.prefill(llm.embed(ids[:, 5:]), cache)]
+    assert cache.keys.dtype == torch.float32 and full.dtype == torch.bfloat16
+    torch.testing.assert_close(torch.cat(pieces, 1).float(), full.float(), atol=2e-2, rtol=2e-2)
+
+
 def test_sessions_in_one_pass_equal_each_alone(tiny_family):
     """Different cache lengths and input lengths (a decode step beside chunk prefills)."""
     _, hf_model, tokenizer = tiny_family

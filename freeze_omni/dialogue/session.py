@@ -167,7 +167,7 @@ class Session:
         if tuple(kv.keys.shape) != expected:
             raise FreezeOmniError(f"{path}: saved with a different LLM (KV shape {tuple(kv.keys.shape)}, "
                                   f"this LLM needs {expected})")
-        kv = KVCache(kv.keys.to(llm.dtype), kv.values.to(llm.dtype), kv.length)
+        kv = KVCache(kv.keys.to(llm.cache_dtype), kv.values.to(llm.cache_dtype), kv.length)
         generator = torch.Generator()
         generator.set_state(state["generator"])
         return cls(session_id=state["session_id"], kv=kv, vad=VadState(), generator=generator,

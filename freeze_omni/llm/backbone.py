@@ -19,7 +19,7 @@ from torch import nn
 from freeze_omni.llm.chat_template import ChatTemplate
 from freeze_omni.llm.kv_cache import KVCache
 from freeze_omni.llm.loading import fused_weights_path, load_state_dict, resolve_model_dir
-from freeze_omni.llm.modeling import DecoderLM, LLMConfig
+from freeze_omni.llm.modeling import DecoderLM, LLMConfig, attention_dtype
 from freeze_omni.llm.sampling import SamplingConfig, sample
 
 
@@ -97,6 +97,11 @@ class FrozenLLM(nn.Module):
     def device(self) -> torch.device:
         return self.model.embed.weight.device
 
+    @property
+    def cache_dtype(self) -> torch.dtype:
+        """What the KV cache holds (`modeling.attention_dtype`)."""
+        return attention_dtype(self.device, self.dtype)
+
     # ---- the API the speech parts use ---------------------------------------------------------
     def embed(self, token_ids: torch.Tensor) -> torch.Tensor:
         """[batch, t] ids -> [batch, t, hidden] input embeddings."""
@@ -107,7 +112,8 @@ class FrozenLLM(nn.Module):
 
     def new_cache(self, batch: int = 1, capacity: int = 512) -> KVCache:
         cfg = self.config
-        return KVCache.empty(cfg.num_layers, batch, cfg.num_kv_heads, cfg.head_dim, capacity, self.dtype, self.device)
+        return KVCache.empty(cfg.num_layers, batch, cfg.num_kv_heads, cfg.head_dim, capacity, self.cache_dtype,
+                             self.device)
 
     def prefill(self, embeds: torch.Tensor, cache: KVCache) -> torch.Tensor:
         """Append input embeddings [batch, t, hidden] to the session; returns their hidden states."""

@@ -88,6 +88,14 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
+def attention_dtype(device: torch.device, dtype: torch.dtype) -> torch.dtype:
+    """Attention, and so the KV cache, runs in float32 on a CPU: there its bfloat16 attention is
+    several times slower (one query over 350 cached positions: ~0.8 ms against ~0.12 ms), while
+    the projections are fastest in the model's dtype (int8 weights included). Elsewhere it keeps
+    the model's dtype."""
+    return torch.float32 if device.type == "cpu" else dtype
+
+
 class Attention(nn.Module):
     def __init__(self, cfg: LLMConfig) -> None:
         super().__init__()
@@ -112,6 +120,8 @@ class Attention(nn.Module):
             q, k = self.q_norm(q), self.k_norm(k)
         q = q * cos + rotate_half(q) * sin
         k = k * cos + rotate_half(k) * sin
+        dtype = attention_dtype(x.device, x.dtype)
+        q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
         ys = []
         for span in spans:
             ks, vs = k[:, :, span.positions], v[:, :, span.positions]
@@ -119,7 +129,7 @@ class Attention(nn.Module):
                 ks, vs = span.cache.write(layer, ks, vs)
             ys.append(F.scaled_dot_product_attention(q[:, :, span.positions], ks, vs, attn_mask=span.mask,
                                                      enable_gqa=cfg.num_kv_heads != cfg.num_heads))
-        y = ys[0] if len(ys) == 1 else torch.cat(ys, dim=2)
+        y = (ys[0] if len(ys) == 1 else torch.cat(ys, dim=2)).to(x.dtype)
         return self.out(y.transpose(1, 2).reshape(b, t, -1))
 
 
