@@ -93,9 +93,11 @@ def run_latency(args: argparse.Namespace) -> int:
         audio = read_audio(u.audio)
         padded = np.concatenate([np.zeros(int(lead * 16000), np.float32), audio])
         cases.append(LatencyCase(padded[: math.ceil((lead + u.speech_end) * 16000)], lead + u.speech_end))
-    engine = load_engine(args.model, args.max_tokens, speech=True)
+    settings = {} if args.draft_threshold is None else {"draft_threshold": args.draft_threshold}
+    engine = load_engine(args.model, args.max_tokens, speech=True, **settings)
     result = evaluate_latency(engine, cases, log=lambda m: print(m, file=sys.stderr))
-    result = {"first_packet_ms": result.pop("first_packet_ms"), **result, "model": str(args.model)}
+    result = {"first_packet_ms": result.pop("first_packet_ms"), **result,
+              "draft_threshold": engine.config.draft_threshold, "model": str(args.model)}
     if args.report:
         chart = args.report.with_suffix(".svg")
         write_percentile_chart(chart, f"End of user speech to each stage ({result['n']} turns)",
@@ -139,5 +141,7 @@ def register(commands) -> None:
                      help="corpus manifest with kind/speech_end (default: the corpus test split)")
     sub.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR, help="model folder (default: the shipped model)")
     sub.add_argument("--turns", type=int, default=50)
+    sub.add_argument("--draft-threshold", type=float, help="p(answer) at which a silent chunk begins a draft answer "
+                     "(turn.py rule 9; above 1: no drafts; default: the engine's)")
     sub.add_argument("--max-tokens", type=int, default=ANSWER_TOKENS, help="answer length limit (tokens)")
     add_report_arguments(sub)
