@@ -98,13 +98,18 @@ def test_cache_crop_and_state_dict_round_trip(tiny_family):
         llm.prefill(llm.embed(ids[:, :6]), cache)
         saved = KVCache.from_state_dict(cache.state_dict())
         a = llm.prefill(llm.embed(ids[:, 6:]), cache)
+        first = cache.clone(6)  # the positions before the crop, copied after more were written
         cache.crop(6)
         b = llm.prefill(llm.embed(ids[:, 6:]), cache)
         c = llm.prefill(llm.embed(ids[:, 6:]), saved)
+        d = llm.prefill(llm.embed(ids[:, 6:]), first)
     torch.testing.assert_close(a, b)
     torch.testing.assert_close(a, c)
+    torch.testing.assert_close(a, d)
     with pytest.raises(ValueError):
         cache.crop(100)
+    with pytest.raises(ValueError):
+        cache.clone(100)
 
 
 def test_training_step_leaves_every_llm_weight_bit_identical(tiny_family):

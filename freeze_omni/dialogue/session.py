@@ -104,8 +104,9 @@ class AnswerDraft:
     """An answer begun on a copy of the turn while the state head still listens, so that its first
     phrase may be ready when the head decides to answer (turn.py rule 9)."""
 
-    kv: KVCache  # the turn's KV when the draft began; its answer is generated on it
+    length: int  # the turn's KV length when the draft began
     voiced_until: int  # the VAD's `voiced_until` then: any later voiced window makes the draft stale
+    kv: KVCache | None = None  # a copy of those positions, made with its first unit of work
     answer: Answer | None = None  # None until the assistant-start ids are prefilled
 
 

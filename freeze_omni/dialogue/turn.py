@@ -287,7 +287,7 @@ class TurnEngine:
             turn.draft = None  # rule 9: the user went on, and the draft has not heard it
         if decision and decision.state == DialogueState.LISTEN and turn.draft is None and silent \
                 and decision.probabilities[DialogueState.ANSWER] >= self.config.draft_threshold:
-            turn.draft = AnswerDraft(turn.kv.clone(), s.vad.voiced_until)
+            turn.draft = AnswerDraft(turn.kv.length, s.vad.voiced_until)
         if decision and decision.state == DialogueState.ANSWER:
             return events + (yield from self._accept(s, now))
         if decision and decision.state == DialogueState.IGNORE:
@@ -353,9 +353,10 @@ class TurnEngine:
         return self._start_phrase(s, answer) if answer.speech is None else self._next_packet(s, answer)
 
     def _draft_unit(self, s: Session, turn: ListeningTurn) -> Work[list[Event]]:
-        """Rule 9: the assistant-start ids, or the draft's next token."""
+        """Rule 9: the assistant-start ids on a copy of the turn as it was, or the draft's next token."""
         draft = turn.draft
         if draft.answer is None:
+            draft.kv = turn.kv.clone(draft.length)  # the turn only grows, so its first positions are as they were
             output = yield LLMCall(self.llm.embed_ids(self._answer_start), draft.kv, logits=True)
             draft.answer = Answer(turn_start=turn.turn_start, start=draft.kv.length, started_ms=s.t_ms,
                                   logits=output.logits)

@@ -59,8 +59,12 @@ class KVCache:
             raise ValueError(f"cannot crop a cache of {self.length} positions to {length}")
         self.length = length
 
-    def clone(self) -> "KVCache":
-        return KVCache(self.keys[:, :, :, : self.length].clone(), self.values[:, :, :, : self.length].clone(), self.length)
+    def clone(self, length: int | None = None) -> "KVCache":
+        """A copy of the first `length` positions (default: all of them)."""
+        length = self.length if length is None else length
+        if not 0 <= length <= self.length:
+            raise ValueError(f"cannot copy {length} positions of a cache of {self.length}")
+        return KVCache(self.keys[:, :, :, :length].clone(), self.values[:, :, :, :length].clone(), length)
 
     def state_dict(self) -> dict[str, torch.Tensor | int]:
         """Only the filled part: what a session file needs to continue the conversation later."""
