@@ -457,42 +457,53 @@ class LeanThenAnswer:
                 self.lean()
 
 
-@torch.no_grad()
-@pytest.mark.parametrize("idle", [True, False], ids=["idle-time", "no-idle-time"])
-def test_a_draft_is_dropped_when_the_user_goes_on_and_begins_only_in_idle_time(llm, speech_input, detector,
-                                                                                speech, heard, idle):
-    """A pause shorter than the VAD's end drops the draft made in it; the one made after the
-    second part becomes the answer, without the chunks heard after it began. Fed back to back
-    (no answer work while listening), no draft begins and the answer hears every chunk."""
+def _lean_conversation(llm, speech_input, detector, audio, heard, idle: bool, temperature: float):
+    """One conversation with a `LeanThenAnswer` head; with `idle`, all answer work after every
+    chunk (drafts run), else only once no turn is heard. Returns the events, the session, the
+    speaker, the speech embeddings heard and, per draft set, how many of them it had."""
     head, speaker = StateHead(llm.hidden_size), RecordingSpeaker()
     engine = make_engine(llm, speech_input, detector, head, speaker, draft_threshold=0.3,
-                         sampling=SamplingConfig(temperature=0.0))
-    session = engine.new_session("user")
+                         sampling=SamplingConfig(temperature=temperature))
+    session = engine.new_session("user", seed=7)
     policy = LeanThenAnswer(head)
-    audio = conversation(silence(1.0), speech["q1"], silence(0.1), speech["q2"], silence(1.0))
-    drafts, seen, events = [], None, []
+    first, drafts, seen, events = len(heard), [], None, []
     for start in range(0, audio.size, CHUNK_SAMPLES):
         new = engine.accept_audio(session, audio[start:start + CHUNK_SAMPLES])
         draft = session.listening.draft if session.listening is not None else None
         if draft is not None and draft is not seen:
-            drafts.append(len(heard))  # chunks heard when it began
+            drafts.append(len(heard) - first)
+            assert draft.answer is None and engine.has_answer_work(session)
             assert engine.audio_slack_ms(session) == float("inf")  # served after every real answer
         seen = draft
         if idle and draft is not None:
             engine.step_answer(session, 10_000)
             assert draft.answer.ready and not draft.answer.text  # its first phrase waits, unshown
-            drafted = draft.answer.tokens
         if idle or session.listening is None:
             new += engine.step_answer(session, 10_000)
         policy(new)
         events += new
+    return events, session, speaker, heard[first:], drafts
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_the_answer_hears_the_turn_up_to_its_draft_with_or_without_idle_time(llm, speech_input, detector, speech,
+                                                                             heard, temperature):
+    """A pause shorter than the VAD's end sets a draft that is dropped when the user goes on; the
+    one set after the second part is what the answer hears: the turn without the chunks after
+    it. Whether its work ran in idle time (before the decision) or not changes nothing else, even
+    when sampling (the dropped draft sampled with a copy of the session's generator)."""
+    audio = conversation(silence(1.0), speech["q1"], silence(0.1), speech["q2"], silence(1.0))
+    events, session, speaker, embeds, drafts = _lean_conversation(llm, speech_input, detector, audio, heard, True,
+                                                                  temperature)
     assert len(of_type(events, AnswerFinished)) == 1 and not of_type(events, TurnIgnored)
-    assert len(drafts) >= 2  # at least one in the pause, dropped, and one after q2
-    in_answer = drafts[-1] if idle else len(heard)
-    if idle:
-        assert speaker.tokens()[:len(drafted)] == drafted
+    assert len(drafts) >= 2 and drafts[0] < drafts[-1] < len(embeds)  # one in the pause, dropped; one after q2
     template = llm.template
-    turn = [system_ids(llm), user_prefix(llm, speech_input), torch.cat(heard[:in_answer]),
+    turn = [system_ids(llm), user_prefix(llm, speech_input), torch.cat(embeds[:drafts[-1]]),
             template.user_end_assistant_start + speaker.tokens() + template.assistant_end]
     assert_same_kv(session.kv, reference_kv(llm, turn))
-    assert in_answer > drafts[0]
+
+    busy = _lean_conversation(llm, speech_input, detector, audio, heard, False, temperature)
+    assert [_signature(e) for e in busy[0]] == [_signature(e) for e in events]
+    assert_same_kv(busy[1].kv, session.kv)
+    assert torch.equal(busy[1].generator.get_state(), session.generator.get_state())

@@ -107,6 +107,7 @@ class AnswerDraft:
     length: int  # the turn's KV length when the draft began
     voiced_until: int  # the VAD's `voiced_until` then: any later voiced window makes the draft stale
     kv: KVCache | None = None  # a copy of those positions, made with its first unit of work
+    generator: torch.Generator | None = None  # a copy of the session's, so a dropped draft leaves it as it was
     answer: Answer | None = None  # None until the assistant-start ids are prefilled
 
 

@@ -57,14 +57,16 @@ Exact rules. Times are input-stream times: ms of user audio accepted so far (the
    of the run reaching `pause_after_ms`, not at the end of a 160 ms chunk.
 9. Drafts: the head decides a few chunks after the user stops, and those chunks carry only
    silence. So when a chunk ends clearly silent (its last VAD window) and the head still listens
-   with p(answer) >= `draft_threshold`, the answer begins on a copy of the turn's KV: the
-   assistant-start ids, then tokens until the first phrase is ready. This runs as answer work,
-   so only when nothing else is waiting (a server serves it after every real answer). Any later
-   VAD window that is not clearly silent drops the draft (the user went on). When the head
-   answers, a draft that has begun becomes the answer and its KV the conversation, so the
-   chunks after it (silence, by the rule above) are not in the conversation; a draft not yet
-   begun is dropped and the answer starts as in rule 5. Without idle time between chunks (the
-   offline evaluations feed chunks back to back) no draft ever begins.
+   with p(answer) >= `draft_threshold`, a draft is set at the turn's current KV length. Any later
+   VAD window that is not clearly silent drops it (the user went on), and a later silent chunk
+   may set a new one. Its work is answer work, so it runs only when nothing else is waiting (a
+   server serves it after every real answer): a copy of the turn's KV up to that length, the
+   assistant-start ids, then tokens until the first phrase is ready, sampled with a copy of the
+   session's generator. When the head answers with a draft set, the answer is always the one on
+   the turn up to the draft: a draft with work done becomes the answer (its KV the conversation,
+   its generator the session's); otherwise the turn's KV is cropped to the draft's length and the
+   answer starts there as in rule 5. So the chunks after the draft (silence) are never in the
+   conversation, and what is said does not depend on how much idle time there was, only when.
 """
 
 from __future__ import annotations
@@ -317,10 +319,14 @@ class TurnEngine:
             events.append(Interrupted(now, turn.cut.kept_text))
             s.kv = turn.kv
         s.history.append(HistoryEntry("user", None, turn.started_ms, now))
-        if turn.draft is not None and turn.draft.answer is not None:  # rule 9
-            s.kv, s.answer = turn.draft.kv, turn.draft.answer
+        draft = turn.draft
+        if draft is not None and draft.answer is not None:  # rule 9
+            s.kv, s.answer = draft.kv, draft.answer
             s.answer.started_ms = now
+            s.generator.set_state(draft.generator.get_state())
         else:
+            if draft is not None:
+                s.kv.crop(draft.length)
             output = yield LLMCall(self.llm.embed_ids(self._answer_start), s.kv, logits=True)
             s.answer = Answer(turn_start=turn.turn_start, start=s.kv.length, started_ms=now, logits=output.logits)
         s.vad = self.detector.close_segment(s.vad)
@@ -349,7 +355,7 @@ class TurnEngine:
         if s.listening is not None:  # while a turn is heard, only its draft has answer work
             return (yield from self._draft_unit(s, s.listening))
         if unit == "token":
-            return (yield from self._next_token(s, answer, s.kv))
+            return (yield from self._next_token(answer, s.kv, s.generator))
         return self._start_phrase(s, answer) if answer.speech is None else self._next_packet(s, answer)
 
     def _draft_unit(self, s: Session, turn: ListeningTurn) -> Work[list[Event]]:
@@ -357,11 +363,12 @@ class TurnEngine:
         draft = turn.draft
         if draft.answer is None:
             draft.kv = turn.kv.clone(draft.length)  # the turn only grows, so its first positions are as they were
+            draft.generator = torch.Generator().set_state(s.generator.get_state())
             output = yield LLMCall(self.llm.embed_ids(self._answer_start), draft.kv, logits=True)
             draft.answer = Answer(turn_start=turn.turn_start, start=draft.kv.length, started_ms=s.t_ms,
                                   logits=output.logits)
             return []
-        return (yield from self._next_token(s, draft.answer, draft.kv))
+        return (yield from self._next_token(draft.answer, draft.kv, draft.generator))
 
     def has_answer_work(self, session: Session) -> bool:
         """Whether `step_answer` would do anything now."""
@@ -418,11 +425,11 @@ class TurnEngine:
         answer.playout.add_packet(packet, self.speaker.sample_rate, s.t_ms)
         return [AnswerAudio(s.t_ms, packet, self.speaker.sample_rate)]
 
-    def _next_token(self, s: Session, answer: Answer, kv: KVCache) -> Work[list[Event]]:
+    def _next_token(self, answer: Answer, kv: KVCache, generator: torch.Generator) -> Work[list[Event]]:
         """The answer's next token, fed to `kv` (the conversation's, or a draft's)."""
         token = None
         if len(answer.tokens) < self.config.max_answer_tokens:
-            token = int(sample(answer.logits, self.config.sampling, s.generator)[0])
+            token = int(sample(answer.logits, self.config.sampling, generator)[0])
         if token is None or token in self.llm.stop_ids:
             yield LLMCall(self.llm.embed_ids(self._assistant_end), kv)
             answer.logits = None
