@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +102,16 @@ def test_resume_does_no_new_work_and_repairs_an_interrupted_run(tiny_corpus):
 
 
 @pytest.mark.slow
+def test_a_build_of_some_splits_holds_exactly_their_utterances_of_the_full_build(tiny_corpus, tmp_path):
+    config, _, _ = tiny_corpus
+    result = build_corpus(replace(config, out_dir=tmp_path / "test-only", only_splits=("test",)), progress=False)
+    assert (result.planned, result.synthesized) == (2, 2)
+    assert manifest(tmp_path / "test-only", "train") == manifest(tmp_path / "test-only", "dev") == []
+    ids = [r["id"] for r in manifest(tmp_path / "test-only", "test")]
+    assert ids == [r["id"] for r in manifest(config.out_dir, "test")]
+
+
+@pytest.mark.slow
 def test_kokoro_speaks_english_phonemes():
     from freeze_omni.data.kokoro import KokoroEngine, phonemize
 
@@ -140,6 +151,7 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
         "unknown voice 'robot-9'": ["--texts", str(good), "--voices", "robot-9", "--out", str(tmp_path / "o3")],
         "cannot write the corpus": ["--texts", str(good), "--out", str(blocker / "corpus")],
         "--hours must be positive": ["--texts", str(good), "--hours", "0", "--out", str(tmp_path / "o4")],
+        "unknown split 'tset'": ["--texts", str(good), "--only-splits", "tset", "--out", str(tmp_path / "o5")],
     }
     for expected, args in cases.items():
         code, err = run_cli(args, capsys)

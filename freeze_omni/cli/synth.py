@@ -32,6 +32,9 @@ def register(commands) -> None:
                         help="parallel worker processes (default: number of CPUs)")
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default: 0)")
     parser.add_argument("--limit", type=int, metavar="N", help="only the first N utterances of the plan")
+    parser.add_argument("--only-splits", nargs="+", default=(), metavar="SPLIT",
+                        help="synthesize only these splits (train, dev, test), e.g. an evaluation machine's "
+                             "test split; the utterances are those of the full build")
     parser.add_argument("--list-voices", action="store_true", help="print the voice catalogue and exit")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -52,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
         jobs=args.jobs,
         seed=args.seed,
         limit=args.limit,
+        only_splits=tuple(args.only_splits),
     )
     result = build_corpus(config, progress=not args.quiet)
     summary = result.summary

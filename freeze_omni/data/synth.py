@@ -31,7 +31,7 @@ from freeze_omni.data.manifest import (
 )
 from freeze_omni.paths import package_dir
 from freeze_omni.data.plan import (
-    EngineMix, SplitPolicy, Utterance, estimated_core_seconds, execution_order, plan_corpus,
+    SPLITS, EngineMix, SplitPolicy, Utterance, estimated_core_seconds, execution_order, plan_corpus,
 )
 from freeze_omni.data.texts import TextItem, default_texts, read_text_files
 from freeze_omni.data.voices import VoiceSpec, select_voices
@@ -57,6 +57,7 @@ class BuildConfig:
     jobs: int = os.cpu_count() or 1
     seed: int = 0
     limit: int | None = None  # keep only the first N utterances of the (shuffled) plan
+    only_splits: tuple[str, ...] = ()  # synthesize only these splits (empty: all); ids stay those of the full plan
     mix: EngineMix = EngineMix()
     splits: SplitPolicy = SplitPolicy()
 
@@ -198,10 +199,15 @@ def build_corpus(config: BuildConfig, progress: bool = True) -> BuildResult:
         raise CorpusError(f"--jobs must be at least 1, got {config.jobs}")
     if config.limit is not None and config.limit < 1:
         raise CorpusError(f"--limit must be at least 1, got {config.limit}")
+    unknown = sorted(set(config.only_splits) - set(SPLITS))
+    if unknown:
+        raise CorpusError(f"unknown split {unknown[0]!r} (splits: {', '.join(SPLITS)})")
     voices = select_voices(config.voices)
     texts = load_texts(config)
     _prepare_out_dir(config.out_dir)
     plan = plan_corpus(texts, voices, config.hours, config.seed, config.mix, config.splits)
+    if config.only_splits:
+        plan = [u for u in plan if u.split in config.only_splits]
     order = execution_order(plan, config.seed)[: config.limit]
     if config.limit is not None:
         kept = {u.id for u in order}
@@ -243,6 +249,7 @@ def build_corpus(config: BuildConfig, progress: bool = True) -> BuildResult:
             "build": _build_times(config, seconds, len(done) - reused),
             "config": {
                 "seed": config.seed, "hours_target": config.hours, "limit": config.limit,
+                "only_splits": list(config.only_splits) or "all",
                 "texts": [str(p) for p in config.text_files] or "default mix",
                 "engine_mix": config.mix.shares, "split_policy": asdict(config.splits),
                 "voices": [v.id for v in voices],
