@@ -461,7 +461,7 @@ def _lean_conversation(llm, speech_input, detector, audio, heard, idle: bool, te
     """One conversation with a `LeanThenAnswer` head; with `idle`, all answer work after every
     chunk (drafts run), else only once no turn is heard. Returns the events, the session, the
     speaker, the speech embeddings heard and, per draft set, how many of them it had."""
-    head, speaker = StateHead(llm.hidden_size), RecordingSpeaker()
+    head, speaker = StateHead(llm.hidden_size), RecordingSpeaker(audio=True)
     engine = make_engine(llm, speech_input, detector, head, speaker, draft_threshold=0.3,
                          sampling=SamplingConfig(temperature=temperature))
     session = engine.new_session("user", seed=7)
@@ -477,7 +477,8 @@ def _lean_conversation(llm, speech_input, detector, audio, heard, idle: bool, te
         seen = draft
         if idle and draft is not None:
             engine.step_answer(session, 10_000)
-            assert draft.answer.ready and not draft.answer.text  # its first phrase waits, unshown
+            assert len(draft.packets) == 1 and draft.phrase.index == 0  # its first packet waits,
+            assert not draft.answer.text and not draft.answer.playout.phrases  # unshown and unplayed
         if idle or session.listening is None:
             new += engine.step_answer(session, 10_000)
         policy(new)
@@ -493,14 +494,16 @@ def test_the_answer_hears_the_turn_up_to_its_draft_with_or_without_idle_time(llm
     one set after the second part is what the answer hears: the turn without the chunks after
     it. Whether its work ran in idle time (before the decision) or not changes nothing else, even
     when sampling (the dropped draft sampled with a copy of the session's generator)."""
-    audio = conversation(silence(1.0), speech["q1"], silence(0.1), speech["q2"], silence(1.0))
+    # the answer's 12 tokens of 100 ms play out in the last silence
+    audio = conversation(silence(1.0), speech["q1"], silence(0.1), speech["q2"], silence(2.4))
     events, session, speaker, embeds, drafts = _lean_conversation(llm, speech_input, detector, audio, heard, True,
                                                                   temperature)
     assert len(of_type(events, AnswerFinished)) == 1 and not of_type(events, TurnIgnored)
     assert len(drafts) >= 2 and drafts[0] < drafts[-1] < len(embeds)  # one in the pause, dropped; one after q2
     template = llm.template
+    answer_start = max(i for i, phrase in enumerate(speaker.phrases) if phrase.index == 0)  # not a dropped draft's
     turn = [system_ids(llm), user_prefix(llm, speech_input), torch.cat(embeds[:drafts[-1]]),
-            template.user_end_assistant_start + speaker.tokens() + template.assistant_end]
+            template.user_end_assistant_start + speaker.tokens(answer_start) + template.assistant_end]
     assert_same_kv(session.kv, reference_kv(llm, turn))
 
     busy = _lean_conversation(llm, speech_input, detector, audio, heard, False, temperature)

@@ -1,11 +1,14 @@
 """Latency measurement: paced input, stage marks in order, figures relative to the end of speech."""
 
 import pytest
+import torch
 
 from dialogue_support import ANSWER, LISTEN, RecordingSpeaker, conversation, forced_head, make_engine, silence
 from freeze_omni.eval.latency import SPEECH_TOKEN, STAGES, LatencyCase, evaluate_latency, measure_turn
 from freeze_omni.eval.report import write_percentile_chart
+from freeze_omni.dialogue.turn import CHUNK_SAMPLES
 from freeze_omni.llm import SamplingConfig
+from freeze_omni.llm.state_head import StateHead
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -83,3 +86,37 @@ def test_the_decoders_first_token_is_timed_when_the_speaker_reports_it(llm, spee
     assert figures["first_phrase_ms"] <= figures["first_speech_token_ms"]
     assert figures["first_speech_token_ms"] == pytest.approx(figures["first_packet_ms"] - 30)
     assert speaker.on_first_token is None  # the hook is removed afterwards
+
+
+class LeanThenAnswerOnCall(StateHead):
+    """Listens while leaning to answer (p(answer) 0.38: drafts begin on silent chunks), and answers
+    from its `answer_on`-th decision on."""
+
+    def __init__(self, hidden: int, answer_on: int) -> None:
+        super().__init__(hidden)
+        self.answer_on, self.calls = answer_on, 0
+        with torch.no_grad():
+            self.proj.weight.zero_()
+            self.proj.bias.copy_(torch.tensor([1.0, 0.5, -10.0]))
+
+    def decide(self, *args, **kwargs):
+        self.calls += 1
+        state, probabilities = super().decide(*args, **kwargs)
+        return (ANSWER if self.calls >= self.answer_on else state), probabilities
+
+
+@pytest.mark.parametrize("drafts", [True, False])
+def test_a_draft_made_in_idle_time_has_the_first_packet_ready_at_the_decision(llm, speech_input, detector, speech,
+                                                                              drafts):
+    """The speaker takes 30 ms of (fake) compute before its first packet: a draft spends it while
+    the head still listens, so phrase, speech token and packet all come with the decision."""
+    audio = conversation(silence(0.3), speech["q1"], silence(1.2))
+    clock = FakeClock()
+    head = LeanThenAnswerOnCall(llm.hidden_size, answer_on=speech["q1"].size // CHUNK_SAMPLES + 5)
+    engine = make_engine(llm, speech_input, detector, head, TokenReportingSpeaker(clock), max_answer_tokens=8,
+                         sampling=SamplingConfig(), draft_threshold=0.3 if drafts else 2.0)
+    figures = measure_turn(engine, LatencyCase(audio, 0.3 + speech["q1"].size / 16000), clock=clock,
+                           sleep=clock.sleep)
+    decided = figures["state_decision_ms"]
+    assert decided > 0 and figures["first_phrase_ms"] == figures["first_speech_token_ms"] == decided
+    assert figures["first_packet_ms"] == pytest.approx(decided if drafts else decided + 30)

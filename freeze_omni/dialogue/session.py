@@ -102,13 +102,25 @@ class Answer:
 @dataclass
 class AnswerDraft:
     """An answer begun on a copy of the turn while the state head still listens, so that its first
-    phrase may be ready when the head decides to answer (turn.py rule 9)."""
+    phrase and that phrase's first packet may be ready when the head decides to answer (turn.py rule 9)."""
 
     length: int  # the turn's KV length when the draft began
     voiced_until: int  # the VAD's `voiced_until` then: any later voiced window makes the draft stale
     kv: KVCache | None = None  # a copy of those positions, made with its first unit of work
     generator: torch.Generator | None = None  # a copy of the session's, so a dropped draft leaves it as it was
     answer: Answer | None = None  # None until the assistant-start ids are prefilled
+    phrase: Phrase | None = None  # its first phrase, once handed to the speaker (not yet shown)
+    packets: list[np.ndarray] = field(default_factory=list, repr=False)  # that phrase's audio made so far (unplayed)
+
+    @property
+    def working(self) -> bool:
+        """Whether work remains: up to the first phrase's first packet (or its end, if it has no audio)."""
+        answer = self.answer
+        if answer is None:
+            return True
+        if self.phrase is None:
+            return bool(answer.ready) or answer.logits is not None
+        return answer.speech is not None and not self.packets
 
 
 @dataclass

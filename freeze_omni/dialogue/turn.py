@@ -62,11 +62,13 @@ Exact rules. Times are input-stream times: ms of user audio accepted so far (the
    may set a new one. Its work is answer work, so it runs only when nothing else is waiting (a
    server serves it after every real answer): a copy of the turn's KV up to that length, the
    assistant-start ids, then tokens until the first phrase is ready, sampled with a copy of the
-   session's generator. When the head answers with a draft set, the answer is always the one on
-   the turn up to the draft: a draft with work done becomes the answer (its KV the conversation,
-   its generator the session's); otherwise the turn's KV is cropped to the draft's length and the
-   answer starts there as in rule 5. So the chunks after the draft (silence) are never in the
-   conversation, and what is said does not depend on how much idle time there was, only when.
+   session's generator, then that phrase's speech until its first packet exists (kept, unshown
+   and unplayed). When the head answers with a draft set, the answer is always the one on the
+   turn up to the draft: a draft with work done becomes the answer (its KV the conversation, its
+   generator the session's; a phrase it began is shown, and its packets played, from then on);
+   otherwise the turn's KV is cropped to the draft's length and the answer starts there as in
+   rule 5. So the chunks after the draft (silence) are never in the conversation, and what is
+   said does not depend on how much idle time there was, only when.
 """
 
 from __future__ import annotations
@@ -320,17 +322,23 @@ class TurnEngine:
             s.kv = turn.kv
         s.history.append(HistoryEntry("user", None, turn.started_ms, now))
         draft = turn.draft
+        spoken: list[Event] = []
         if draft is not None and draft.answer is not None:  # rule 9
             s.kv, s.answer = draft.kv, draft.answer
             s.answer.started_ms = now
             s.generator.set_state(draft.generator.get_state())
+            if draft.phrase is not None:  # shown and played from now, as if it had started now
+                spoken = self._show_phrase(s, s.answer, draft.phrase)
+                spoken += [event for packet in draft.packets for event in self._play(s, s.answer, packet)]
+                if s.answer.speech is None:
+                    s.answer.playout.complete_phrase()
         else:
             if draft is not None:
                 s.kv.crop(draft.length)
             output = yield LLMCall(self.llm.embed_ids(self._answer_start), s.kv, logits=True)
             s.answer = Answer(turn_start=turn.turn_start, start=s.kv.length, started_ms=now, logits=output.logits)
         s.vad = self.detector.close_segment(s.vad)
-        return events + [AnswerStarted(now, speech_end)]
+        return events + [AnswerStarted(now, speech_end)] + spoken
 
     # ---- output -------------------------------------------------------------------------------
     @torch.no_grad()
@@ -359,7 +367,8 @@ class TurnEngine:
         return self._start_phrase(s, answer) if answer.speech is None else self._next_packet(s, answer)
 
     def _draft_unit(self, s: Session, turn: ListeningTurn) -> Work[list[Event]]:
-        """Rule 9: the assistant-start ids on a copy of the turn as it was, or the draft's next token."""
+        """Rule 9: the assistant-start ids on a copy of the turn as it was, the draft's next token,
+        or its first phrase's speech: started, then packets kept unplayed until the answer begins."""
         draft = turn.draft
         if draft.answer is None:
             draft.kv = turn.kv.clone(draft.length)  # the turn only grows, so its first positions are as they were
@@ -368,7 +377,19 @@ class TurnEngine:
             draft.answer = Answer(turn_start=turn.turn_start, start=draft.kv.length, started_ms=s.t_ms,
                                   logits=output.logits)
             return []
-        return (yield from self._next_token(draft.answer, draft.kv, draft.generator))
+        answer = draft.answer
+        if draft.phrase is None and not answer.ready:
+            return (yield from self._next_token(answer, draft.kv, draft.generator))
+        if draft.phrase is None:
+            draft.phrase = answer.ready.popleft()
+            answer.speech = iter(self.speaker.speak(draft.phrase))
+            return []
+        packet = next(answer.speech, None)
+        if packet is None:
+            answer.speech = None
+        elif packet.size:
+            draft.packets.append(packet)
+        return []
 
     def has_answer_work(self, session: Session) -> bool:
         """Whether `step_answer` would do anything now."""
@@ -378,13 +399,13 @@ class TurnEngine:
         """What `step_answer` does next (rule 6): speech work (start the next phrase, or its next
         packet) while less than `audio_lead_ms` of audio is queued ahead of the clock or no tokens
         remain, else the next token; None when there is nothing to do (or playback is paused).
-        While a turn is heard, the next token of its draft (rule 9) until its first phrase is ready."""
+        While a turn is heard, its draft's work (rule 9) until its first packet is ready."""
         turn = session.listening
         if turn is not None:
             draft = turn.draft
-            working = draft is not None and (draft.answer is None or (draft.answer.logits is not None
-                                                                       and not draft.answer.ready))
-            return "token" if working else None
+            if draft is None or not draft.working:
+                return None
+            return "token" if draft.phrase is None and (draft.answer is None or not draft.answer.ready) else "speech"
         answer = session.answer
         if answer is None or answer.produced or answer.playout.paused_ms is not None:
             return None
@@ -409,8 +430,11 @@ class TurnEngine:
     def _start_phrase(self, s: Session, answer: Answer) -> list[Event]:
         """The next phrase goes to the speaker; its text is shown now, as its audio starts."""
         phrase = answer.ready.popleft()
-        answer.text += phrase.text
         answer.speech = iter(self.speaker.speak(phrase))
+        return self._show_phrase(s, answer, phrase)
+
+    def _show_phrase(self, s: Session, answer: Answer, phrase: Phrase) -> list[Event]:
+        answer.text += phrase.text
         answer.playout.add_phrase(len(phrase.token_ids), s.t_ms)
         return [AnswerText(s.t_ms, phrase.text)]
 
@@ -422,6 +446,9 @@ class TurnEngine:
             return []
         if not packet.size:  # a slice of synthesis with no audio ready yet (Speaker protocol)
             return []
+        return self._play(s, answer, packet)
+
+    def _play(self, s: Session, answer: Answer, packet: np.ndarray) -> list[Event]:
         answer.playout.add_packet(packet, self.speaker.sample_rate, s.t_ms)
         return [AnswerAudio(s.t_ms, packet, self.speaker.sample_rate)]
 

@@ -8,6 +8,9 @@ state_decision (the chunk whose state is ANSWER has been heard and decided), fir
 first PCM packet exists). The published breakdown also separates the speech decoder's first
 token: first_speech_token, measured when the speaker reports it (`DecoderSpeaker.on_first_token`;
 null for a text-only speaker). An answer started before the end of speech gives negative figures.
+A draft (turn.py rule 9) may make the first phrase and packet before the decision; they count
+when the answer shows and plays them, and the speech token when it was made but not before the
+first phrase is shown (the last report wins: a dropped draft's token was not the answer's).
 """
 
 from __future__ import annotations
@@ -43,32 +46,39 @@ def measure_turn(engine: TurnEngine, case: LatencyCase, max_wait_s: float = 5.0,
     audio = np.zeros(n_chunks * CHUNK_SAMPLES, np.float32)
     audio[: case.audio.size] = case.audio
     marks: dict[str, float] = {}
+    speech_token: list[float] = []
     hooked = hasattr(engine.speaker, "on_first_token")
     if hooked:
-        engine.speaker.on_first_token = lambda phrase: phrase.index == 0 and marks.setdefault(SPEECH_TOKEN, clock())
+        engine.speaker.on_first_token = lambda phrase: phrase.index == 0 and speech_token.append(clock())
+
+    def note(events: list) -> None:
+        for event in events:
+            if isinstance(event, StateDecision) and event.state == DialogueState.ANSWER:
+                marks.setdefault("state_decision_ms", clock())
+            elif isinstance(event, TurnIgnored):
+                marks.clear()
+            elif isinstance(event, AnswerText):
+                marks.setdefault("first_phrase_ms", clock())
+            elif isinstance(event, AnswerAudio):
+                marks.setdefault("first_packet_ms", clock())
+        if session.answer is not None and session.answer.tokens:
+            marks.setdefault("first_text_token_ms", clock())
+
     try:
         start = clock()
         for i in range(n_chunks):
             due = start + (i + 1) * CHUNK_S
             sleep(max(0.0, due - clock()))
-            for event in engine.accept_audio(session, audio[i * CHUNK_SAMPLES:(i + 1) * CHUNK_SAMPLES]):
-                if isinstance(event, StateDecision) and event.state == DialogueState.ANSWER:
-                    marks.setdefault("state_decision_ms", clock())
-                elif isinstance(event, TurnIgnored):
-                    marks.clear()
+            note(engine.accept_audio(session, audio[i * CHUNK_SAMPLES:(i + 1) * CHUNK_SAMPLES]))
             while engine.has_answer_work(session) and "first_packet_ms" not in marks and clock() < due + CHUNK_S:
-                for event in engine.step_answer(session, 1):
-                    if isinstance(event, AnswerText):
-                        marks.setdefault("first_phrase_ms", clock())
-                    elif isinstance(event, AnswerAudio):
-                        marks.setdefault("first_packet_ms", clock())
-                if session.answer is not None and session.answer.tokens:
-                    marks.setdefault("first_text_token_ms", clock())
+                note(engine.step_answer(session, 1))
             if "first_packet_ms" in marks or (marks and session.answer is None):
                 break
     finally:
         if hooked:
             engine.speaker.on_first_token = None
+    if speech_token and "first_phrase_ms" in marks:
+        marks[SPEECH_TOKEN] = max(speech_token[-1], marks["first_phrase_ms"])
     end = start + case.speech_end_s
     return {stage: (marks[stage] - end) * 1000 if stage in marks else None for stage in (*STAGES, SPEECH_TOKEN)}
 
