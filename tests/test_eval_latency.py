@@ -1,14 +1,20 @@
 """Latency measurement: paced input, stage marks in order, figures relative to the end of speech."""
 
+import numpy as np
 import pytest
 import torch
 
 from dialogue_support import ANSWER, LISTEN, RecordingSpeaker, conversation, forced_head, make_engine, silence
-from freeze_omni.eval.latency import SPEECH_TOKEN, STAGES, LatencyCase, evaluate_latency, measure_turn
+from freeze_omni.audio.io import read_audio
+from freeze_omni.eval.latency import (
+    LEAD_SECONDS, SPEECH_TOKEN, STAGES, WAIT_SECONDS, LatencyCase, build_cases, evaluate_latency, measure_turn,
+)
 from freeze_omni.eval.report import write_percentile_chart
 from freeze_omni.dialogue.turn import CHUNK_SAMPLES
 from freeze_omni.llm import SamplingConfig
 from freeze_omni.llm.state_head import StateHead
+from freeze_omni.paths import EXAMPLES_DIR
+from freeze_omni.train.turns import Utterance
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -46,7 +52,7 @@ def test_no_answer_gives_no_figures(llm, speech_input, detector, speech, tmp_pat
     audio = conversation(silence(0.3), speech["q1"], silence(0.3))
     engine = engine_with(llm, speech_input, detector, LISTEN)
     clock = FakeClock()
-    figures = measure_turn(engine, LatencyCase(audio, 2.0), max_wait_s=1.0, clock=clock, sleep=clock.sleep)
+    figures = measure_turn(engine, LatencyCase(audio, 2.0), clock=clock, sleep=clock.sleep)
     assert figures == {stage: None for stage in (*STAGES, SPEECH_TOKEN)}
     result = evaluate_latency(engine_with(llm, speech_input, detector, ANSWER), [LatencyCase(audio, 0.0)],
                               log=lambda _: None)
@@ -120,3 +126,19 @@ def test_a_draft_made_in_idle_time_has_the_first_packet_ready_at_the_decision(ll
     decided = figures["state_decision_ms"]
     assert decided > 0 and figures["first_phrase_ms"] == figures["first_speech_token_ms"] == decided
     assert figures["first_packet_ms"] == pytest.approx(decided if drafts else decided + 30)
+
+
+def test_cases_are_requests_between_a_quiet_lead_and_a_quiet_wait_never_digital_zeros():
+    wav = str(EXAMPLES_DIR / "question.wav")
+    utterances = [Utterance(wav, "uh-huh", "reply", 0.1, 0.5), Utterance(wav, "q", "question", 0.2, 1.0),
+                  Utterance(wav, "s", "statement", 0.2, 1.5), Utterance(wav, "t", "question", 0.2, 0.9)]
+    cases = build_cases(utterances, 2)
+    assert [c.speech_end_s for c in cases] == [LEAD_SECONDS + 1.0, LEAD_SECONDS + 1.5]
+    for case in cases:
+        assert case.audio.size / 16000 >= case.speech_end_s + WAIT_SECONDS
+        assert case.audio.size % CHUNK_SAMPLES == 0 and np.all(case.audio != 0.0)
+        quiet = case.audio[int(case.speech_end_s * 16000) + 1600:]
+        assert 0 < np.sqrt(np.mean(quiet ** 2)) < 0.01  # a faint floor
+    heard = read_audio(wav)[int(0.2 * 16000):int(1.0 * 16000)]
+    start = int(LEAD_SECONDS * 16000) + int(0.2 * 16000)
+    assert np.corrcoef(cases[0].audio[start:start + heard.size], heard)[0, 1] > 0.99

@@ -75,24 +75,13 @@ def run_duplex(args: argparse.Namespace) -> int:
 
 
 def run_latency(args: argparse.Namespace) -> int:
-    import math
-
-    import numpy as np
-
-    from freeze_omni.audio.io import read_audio
-    from freeze_omni.eval.latency import SPEECH_TOKEN, STAGES, LatencyCase, evaluate_latency
+    from freeze_omni.eval.latency import SPEECH_TOKEN, STAGES, build_cases, evaluate_latency
     from freeze_omni.eval.report import write_percentile_chart
     from freeze_omni.paths import data_dir
-    from freeze_omni.train.turns import REQUEST_KINDS, read_turn_utterances
+    from freeze_omni.train.turns import read_turn_utterances
 
     manifest = args.manifest or data_dir() / "corpus" / "default" / "test.jsonl"
-    requests = [u for u in read_turn_utterances(manifest) if u.kind in REQUEST_KINDS][: args.turns]
-    lead = 0.5
-    cases = []
-    for u in requests:
-        audio = read_audio(u.audio)
-        padded = np.concatenate([np.zeros(int(lead * 16000), np.float32), audio])
-        cases.append(LatencyCase(padded[: math.ceil((lead + u.speech_end) * 16000)], lead + u.speech_end))
+    cases = build_cases(read_turn_utterances(manifest), args.turns)
     settings = {} if args.draft_threshold is None else {"draft_threshold": args.draft_threshold}
     engine = load_engine(args.model, args.max_tokens, speech=True, **settings)
     result = evaluate_latency(engine, cases, log=lambda m: print(m, file=sys.stderr))

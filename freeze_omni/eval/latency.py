@@ -8,6 +8,9 @@ state_decision (the chunk whose state is ANSWER has been heard and decided), fir
 first PCM packet exists). The published breakdown also separates the speech decoder's first
 token: first_speech_token, measured when the speaker reports it (`DecoderSpeaker.on_first_token`;
 null for a text-only speaker). An answer started before the end of speech gives negative figures.
+Each case is a request as `eval duplex` builds one: a quiet lead, the utterance up to its end of
+speech, and a quiet tail long enough to wait for the answer. Quiet is a faint noise floor, as in
+training: a microphone never gives digital zeros, and the state head was never taught them.
 A draft (turn.py rule 9) may make the first phrase and packet before the decision; they count
 when the answer shows and plays them, and the speech token when it was made but not before the
 first phrase is shown (the last report wins: a dropped draft's token was not the answer's).
@@ -15,34 +18,48 @@ first phrase is shown (the last report wins: a dropped draft's token was not the
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from freeze_omni.audio.io import read_audio
 from freeze_omni.dialogue.events import AnswerAudio, AnswerText, StateDecision, TurnIgnored
 from freeze_omni.dialogue.turn import CHUNK_SAMPLES, TurnEngine
 from freeze_omni.eval.report import percentiles
 from freeze_omni.llm.state_head import DialogueState
+from freeze_omni.train.turns import REQUEST_KINDS, TurnPlan, Utterance, turn_audio
 
 CHUNK_S = CHUNK_SAMPLES / 16000
+LEAD_SECONDS = 0.5
+WAIT_SECONDS = 5.0  # quiet after the end of speech in which the answer must come
 STAGES = ("state_decision_ms", "first_text_token_ms", "first_phrase_ms", "first_packet_ms")
 SPEECH_TOKEN = "first_speech_token_ms"  # only when the speaker reports its first codec token
 
 
 @dataclass(frozen=True)
 class LatencyCase:
-    audio: np.ndarray
+    audio: np.ndarray  # the whole input, the quiet after the request included
     speech_end_s: float  # where the user stops speaking, in seconds from the start of `audio`
 
 
-def measure_turn(engine: TurnEngine, case: LatencyCase, max_wait_s: float = 5.0,
-                 clock: Callable[[], float] = time.perf_counter,
+def build_cases(utterances: Sequence[Utterance], n: int, seed: int = 0) -> list[LatencyCase]:
+    """The first `n` requests, each with a quiet lead and `WAIT_SECONDS` of quiet after it."""
+    cases = []
+    for i, u in enumerate([u for u in utterances if u.kind in REQUEST_KINDS][:n]):
+        turn = TurnPlan("request", -1, LEAD_SECONDS, u.speech_end, 0, seed + i)
+        audio = turn_audio(turn, read_audio(u.audio), math.ceil((turn.end + WAIT_SECONDS) / CHUNK_S))
+        cases.append(LatencyCase(audio, turn.end))
+    return cases
+
+
+def measure_turn(engine: TurnEngine, case: LatencyCase, clock: Callable[[], float] = time.perf_counter,
                  sleep: Callable[[float], None] = time.sleep) -> dict[str, float | None]:
     """One turn, paced in real time; figures in ms after the end of speech (None: never reached)."""
     session = engine.new_session("latency")
-    n_chunks = -(-case.audio.size // CHUNK_SAMPLES) + int(max_wait_s / CHUNK_S)
+    n_chunks = -(-case.audio.size // CHUNK_SAMPLES)
     audio = np.zeros(n_chunks * CHUNK_SAMPLES, np.float32)
     audio[: case.audio.size] = case.audio
     marks: dict[str, float] = {}
