@@ -163,8 +163,9 @@ class RecordingSpeaker:
 
 
 def make_engine(llm, speech_input, detector, head, speaker=None, **settings) -> TurnEngine:
+    """Drafts (rule 9) are off unless a test asks for them: the others check a turn's KV chunk by chunk."""
     settings = {"max_answer_tokens": 12, "phrases": PhraseRule(min_tokens=1, max_tokens=4),
-                "sampling": SamplingConfig(temperature=1.0), **settings}
+                "sampling": SamplingConfig(temperature=1.0), "draft_threshold": 2.0, **settings}
     return TurnEngine(speech_input, llm, head, detector, speaker or RecordingSpeaker(), DialogueConfig(**settings))
 
 

@@ -57,7 +57,7 @@ Exact rules. Times are input-stream times: ms of user audio accepted so far (the
    of the run reaching `pause_after_ms`, not at the end of a 160 ms chunk.
 9. Drafts: the head decides a few chunks after the user stops, and those chunks carry only
    silence. So when a chunk ends clearly silent (its last VAD window) and the head still listens
-   with p(answer) >= `draft_threshold`, a draft is set at the turn's current KV length. Any later
+   (with p(answer) >= `draft_threshold`, by default any), a draft is set at the turn's current KV length. Any later
    VAD window that is not clearly silent drops it (the user went on), and a later silent chunk
    may set a new one. Its work is answer work, so it runs only when nothing else is waiting (a
    server serves it after every real answer): a copy of the turn's KV up to that length, the
@@ -127,7 +127,9 @@ class DialogueConfig:
     audio_lead_ms: float = 480.0  # answer audio queued ahead of playback before tokens come first again
     answer_threshold: float = 0.0  # p(answer) the state head needs to take the turn (0: its most likely state)
     ignore_threshold: float = 0.0  # p(ignore) it needs to drop the turn (0: its most likely state)
-    draft_threshold: float = 0.1  # p(answer) at which a silent chunk begins a draft answer (rule 9; > 1: never)
+    # p(answer) at which a silent chunk begins a draft answer (rule 9; > 1: never). 0: every silent
+    # chunk, since the head's p(answer) mostly jumps from ~0 to the decision in one chunk
+    draft_threshold: float = 0.0
 
     def __post_init__(self) -> None:
         if self.preroll_samples < CHUNK_SAMPLES:
