@@ -6,11 +6,12 @@ import torch
 
 from dialogue_support import ANSWER, LISTEN, RecordingSpeaker, conversation, forced_head, make_engine, silence
 from freeze_omni.audio.io import read_audio
+from freeze_omni.dialogue.turn import CHUNK_SAMPLES
 from freeze_omni.eval.latency import (
     LEAD_SECONDS, SPEECH_TOKEN, STAGES, WAIT_SECONDS, LatencyCase, build_cases, evaluate_latency, measure_turn,
+    ready_at_decision,
 )
 from freeze_omni.eval.report import write_percentile_chart
-from freeze_omni.dialogue.turn import CHUNK_SAMPLES
 from freeze_omni.llm import SamplingConfig
 from freeze_omni.llm.state_head import StateHead
 from freeze_omni.paths import EXAMPLES_DIR
@@ -126,6 +127,8 @@ def test_a_draft_made_in_idle_time_has_the_first_packet_ready_at_the_decision(ll
     decided = figures["state_decision_ms"]
     assert decided > 0 and figures["first_phrase_ms"] == figures["first_speech_token_ms"] == decided
     assert figures["first_packet_ms"] == pytest.approx(decided if drafts else decided + 30)
+    ready = ready_at_decision([figures])
+    assert ready == {"first_text_token_ms": 1, "first_phrase_ms": 1, "first_packet_ms": int(drafts)}
 
 
 def test_cases_are_requests_between_a_quiet_lead_and_a_quiet_wait_never_digital_zeros():

@@ -14,6 +14,7 @@ training: a microphone never gives digital zeros, and the state head was never t
 A draft (turn.py rule 9) may make the first phrase and packet before the decision; they count
 when the answer shows and plays them, and the speech token when it was made but not before the
 first phrase is shown (the last report wins: a dropped draft's token was not the answer's).
+`ready_at_decision` says in how many turns each stage already existed when the head decided.
 """
 
 from __future__ import annotations
@@ -109,6 +110,15 @@ def evaluate_latency(engine: TurnEngine, cases: Sequence[LatencyCase], log: Call
                                                    figures.items()))
     result = {stage: percentiles([t[stage] for t in turns if t[stage] is not None]) for stage in (*STAGES, SPEECH_TOKEN)}
     result["answered"] = sum(t["first_text_token_ms"] is not None for t in turns)
+    result["ready_at_decision"] = ready_at_decision(turns)
     result["n"] = len(turns)
     result["turns"] = turns
     return result
+
+
+def ready_at_decision(turns: Sequence[dict[str, float | None]], within_ms: float = 1.0) -> dict[str, int]:
+    """In how many turns each later stage already existed when the head decided, i.e. a draft
+    (turn.py rule 9) had got that far in the silence before the decision."""
+    decided = [t for t in turns if t["state_decision_ms"] is not None]
+    return {stage: sum(t[stage] is not None and t[stage] - t["state_decision_ms"] < within_ms for t in decided)
+            for stage in STAGES[1:]}
