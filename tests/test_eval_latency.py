@@ -1,5 +1,9 @@
 """Latency measurement: paced input, stage marks in order, figures relative to the end of speech."""
 
+import json
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -145,3 +149,22 @@ def test_cases_are_requests_between_a_quiet_lead_and_a_quiet_wait_never_digital_
     heard = read_audio(wav)[int(0.2 * 16000):int(1.0 * 16000)]
     start = int(LEAD_SECONDS * 16000) + int(0.2 * 16000)
     assert np.corrcoef(cases[0].audio[start:start + heard.size], heard)[0, 1] > 0.99
+
+
+@pytest.mark.slow
+def test_the_cli_times_the_shipped_model_and_writes_the_documented_report(tmp_path):
+    manifest = tmp_path / "requests.jsonl"
+    manifest.write_text(json.dumps({"audio": str(EXAMPLES_DIR / "question.wav"), "text": "What is the capital of France?",
+                                    "kind": "question", "speech_start": 0.3, "speech_end": 3.3}) + "\n")
+    report = tmp_path / "latency.md"
+    result = subprocess.run([sys.executable, "-m", "freeze_omni", "eval", "latency", "--manifest", str(manifest),
+                             "--turns", "1", "--json", "--report", str(report)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    assert figures["n"] == figures["answered"] == 1 and len(figures["turns"]) == 1
+    stages = [figures[s]["p50"] for s in STAGES]
+    assert all(isinstance(v, float) for v in stages) and stages == sorted(stages) and 0 < stages[0] < 5000
+    assert set(figures["ready_at_decision"]) == set(STAGES[1:]) and figures["draft_threshold"] == 0.0
+    assert SPEECH_TOKEN in figures and report.read_text().startswith("# Latency")
+    assert report.with_suffix(".svg").read_text().startswith("<svg")
