@@ -154,8 +154,9 @@ def test_cases_are_requests_between_a_quiet_lead_and_a_quiet_wait_never_digital_
 @pytest.mark.slow
 def test_the_cli_times_the_shipped_model_and_writes_the_documented_report(tmp_path):
     manifest = tmp_path / "requests.jsonl"
-    manifest.write_text(json.dumps({"audio": str(EXAMPLES_DIR / "question.wav"), "text": "What is the capital of France?",
-                                    "kind": "question", "speech_start": 0.3, "speech_end": 3.3}) + "\n")
+    line = {"audio": str(EXAMPLES_DIR / "question.wav"), "text": "What is the capital of France?",
+            "kind": "question", "speech_start": 0.3, "speech_end": 3.3}
+    manifest.write_text(json.dumps(line) + "\n")
     report = tmp_path / "latency.md"
     result = subprocess.run([sys.executable, "-m", "freeze_omni", "eval", "latency", "--manifest", str(manifest),
                              "--turns", "1", "--json", "--report", str(report)],

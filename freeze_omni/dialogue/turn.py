@@ -57,13 +57,13 @@ Exact rules. Times are input-stream times: ms of user audio accepted so far (the
    of the run reaching `pause_after_ms`, not at the end of a 160 ms chunk.
 9. Drafts: the head decides a few chunks after the user stops, and those chunks carry only
    silence. So when a chunk ends clearly silent (its last VAD window) and the head still listens
-   (with p(answer) >= `draft_threshold`, by default any), a draft is set at the turn's current KV length. Any later
-   VAD window that is not clearly silent drops it (the user went on), and a later silent chunk
-   may set a new one. Its work is answer work, so it runs only when nothing else is waiting (a
-   server serves it after every real answer): a copy of the turn's KV up to that length, the
-   assistant-start ids, then tokens until the first phrase is ready, sampled with a copy of the
-   session's generator, then that phrase's speech until its first packet exists (kept, unshown
-   and unplayed). When the head answers with a draft set, the answer is always the one on the
+   (with p(answer) >= `draft_threshold`, by default any), a draft is set at the turn's current KV
+   length. Any later VAD window that is not clearly silent drops it (the user went on), and a
+   later silent chunk may set a new one. Its work is answer work, so it runs only when nothing
+   else is waiting (a server serves it after every real answer): a copy of the turn's KV up to
+   that length, the assistant-start ids, then tokens until the first phrase is ready, sampled
+   with a copy of the session's generator, then that phrase's speech until its first packet
+   exists (kept, unshown and unplayed). When the head answers with a draft set, the answer is always the one on the
    turn up to the draft: a draft with work done becomes the answer (its KV the conversation, its
    generator the session's; a phrase it began is shown, and its packets played, from then on);
    otherwise the turn's KV is cropped to the draft's length and the answer starts there as in
