@@ -137,6 +137,15 @@ def test_answers_agree_only_with_their_own_reference():
     assert levels(5) == [1, 2, 4, 5] and levels(1) == [1]
 
 
+def test_the_spoken_questions_sit_in_a_faint_floor_never_digital_zeros():
+    (clip,) = spoken_questions(QUESTIONS[:1], lead_s=0.5, quiet_s=2.0)
+    assert clip.size % CHUNK_SAMPLES == 0 and np.all(clip != 0.0)
+    lead, tail = clip[:7200], clip[-28800:]  # 0.45 s of the lead, the last 1.8 s of the quiet
+    for quiet in (lead, tail):
+        assert 0 < np.sqrt(np.mean(quiet ** 2)) < 0.01
+    assert np.abs(clip).max() > 0.1  # and the question between them
+
+
 def test_serve_refuses_a_public_address_without_a_token(capsys):
     assert main(["serve", "--host", "0.0.0.0"]) == 2
     assert "--token" in capsys.readouterr().err

@@ -16,6 +16,7 @@ figure that loaded levels are compared with asks the same questions, each alone 
 from __future__ import annotations
 
 import asyncio
+import math
 import subprocess
 import tempfile
 from collections import Counter
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from freeze_omni.audio import SAMPLE_RATE
 from freeze_omni.audio.io import float_to_pcm16, read_audio
 from freeze_omni.client import Conversation, DialogueClient
 from freeze_omni.dialogue.turn import CHUNK_SAMPLES, TurnEngine
@@ -33,6 +35,7 @@ from freeze_omni.serving.local import serving
 from freeze_omni.serving.protocol import event_message
 from freeze_omni.serving.replica import Replica
 from freeze_omni.serving.runner import ModelServer, ServerLimits
+from freeze_omni.train.turns import CHUNK_SECONDS, TurnPlan, turn_audio
 
 QUESTIONS = (
     "What is the capital of France?",
@@ -47,15 +50,18 @@ QUESTIONS = (
 REALTIME_MS = 160.0
 
 
-def spoken_questions(texts: tuple[str, ...] = QUESTIONS, lead_s: float = 0.5) -> list[np.ndarray]:
-    """The questions spoken by espeak-ng at 16 kHz, each after `lead_s` of silence."""
-    lead = np.zeros(int(lead_s * 16000), np.float32)
+def spoken_questions(texts: tuple[str, ...] = QUESTIONS, lead_s: float = 0.5, quiet_s: float = 2.0) -> list[np.ndarray]:
+    """The questions spoken by espeak-ng at 16 kHz, each between `lead_s` and `quiet_s` of quiet.
+    The quiet is a faint noise floor, as a microphone gives and the state head was trained with:
+    after digital zeros the shipped model never answers two of these questions."""
     with tempfile.TemporaryDirectory() as folder:
         clips = []
         for i, text in enumerate(texts):
             wav = Path(folder) / f"{i}.wav"
             subprocess.run(["espeak-ng", "-v", "en-us", "-w", str(wav), text], check=True, capture_output=True)
-            clips.append(np.concatenate([lead, read_audio(wav)]))
+            speech = read_audio(wav)
+            turn = TurnPlan("request", -1, lead_s, speech.size / SAMPLE_RATE, 0, seed=i)
+            clips.append(turn_audio(turn, speech, math.ceil((turn.end + quiet_s) / CHUNK_SECONDS)))
     return clips
 
 
