@@ -112,13 +112,15 @@ def test_bench_serve_reports_the_keys_and_every_user_gets_its_own_answer(tiny_bu
     assert result["expected_answers"] == 3
     assert result["chunk_latency_ms"]["p95"] > 0 and result["first_packet_ms"]["p50"] > 0
     assert result["max_realtime_users"] in (0, 3) and result["levels"][0]["errors"] == {}
+    assert result["draft_threshold"] == 0.0  # the engine's default
 
 
 def test_the_single_user_level_asks_every_question_alone(tiny_bundle, capsys):
     code = main(["bench", "serve", "--model", str(tiny_bundle), "--users", "2", "--replicas", "1", "--tail", "2",
-                 "--json"])
+                 "--draft-threshold", "2", "--json"])
     assert code == 0
     result = json.loads(capsys.readouterr().out)
+    assert result["draft_threshold"] == 2.0  # drafts off, as asked
     alone, together = result["levels"]
     assert (alone["users"], alone["expected_answers"], alone["answered"]) == (1, 2, 2)
     assert (together["users"], together["expected_answers"], together["answered"]) == (2, 2, 2)

@@ -42,6 +42,13 @@ def add_leaf(commands, name: str, help: str, run, **kwargs) -> CommandParser:
     return sub
 
 
+def add_draft_threshold(parser: argparse.ArgumentParser) -> None:
+    """`--draft-threshold` of the commands that run the turn engine live."""
+    parser.add_argument("--draft-threshold", type=float, metavar="P",
+                        help="p(answer) at which a silent chunk begins a draft answer in idle time "
+                             "(turn.py rule 9; above 1: no drafts; default: the engine's, 0)")
+
+
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1, with a clear message otherwise."""
     return _int_at_least(text, 1, "a positive integer")

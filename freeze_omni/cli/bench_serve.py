@@ -7,7 +7,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from freeze_omni.cli import add_leaf
+from freeze_omni.cli import add_draft_threshold, add_leaf
 from freeze_omni.eval.report import add_report_arguments, emit
 from freeze_omni.paths import DEFAULT_MODEL_DIR
 
@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from freeze_omni.serving.loadtest import levels, reference_answer, run_alone, run_level, spoken_questions
 
     torch.set_num_threads(args.threads)
-    replicas = load_replicas(args.model, args.replicas, args.temperature)
+    replicas = load_replicas(args.model, args.replicas, args.temperature, args.draft_threshold)
     questions = spoken_questions()
     engine = replicas[0].engine
     print(f"offline references for {args.users} users", file=sys.stderr)
@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
               "max_realtime_users": max(held, default=0), "first_packet_vs_single_user": ratio,
               "speech_out": engine.speaker.__class__.__name__ != "TextOnlySpeaker",
               "model": str(args.model), "threads": args.threads, "errors": top.errors,
+              "draft_threshold": engine.config.draft_threshold,
               "levels": [level.as_dict() for level in results]}
     emit(result, args, "Model server under load")
     return 0
@@ -75,4 +76,5 @@ def register(commands) -> None:
                             "the 1-user level asks each of the --users questions alone in turn)")
     bench.add_argument("--temperature", type=float, default=0.0,
                        help="answer sampling temperature (0: greedy); user i samples with seed i")
+    add_draft_threshold(bench)
     add_report_arguments(bench)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from freeze_omni.cli import add_leaf, positive_int
+from freeze_omni.cli import add_draft_threshold, add_leaf, positive_int
 from freeze_omni.eval.report import add_report_arguments, emit
 from freeze_omni.paths import DEFAULT_MODEL_DIR
 
@@ -130,7 +130,6 @@ def register(commands) -> None:
                      help="corpus manifest with kind/speech_end (default: the corpus test split)")
     sub.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR, help="model folder (default: the shipped model)")
     sub.add_argument("--turns", type=int, default=50)
-    sub.add_argument("--draft-threshold", type=float, help="p(answer) at which a silent chunk begins a draft answer "
-                     "(turn.py rule 9; above 1: no drafts; default: the engine's)")
+    add_draft_threshold(sub)
     sub.add_argument("--max-tokens", type=int, default=ANSWER_TOKENS, help="answer length limit (tokens)")
     add_report_arguments(sub)

@@ -7,7 +7,7 @@ import ipaddress
 import sys
 from pathlib import Path
 
-from freeze_omni.cli import add_leaf
+from freeze_omni.cli import add_draft_threshold, add_leaf
 from freeze_omni.paths import DEFAULT_MODEL_DIR
 
 
@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from freeze_omni.serving.app import UVICORN_SETTINGS, create_app
 
     torch.set_num_threads(args.threads)
-    replicas = load_replicas(args.model, args.replicas, args.temperature)
+    replicas = load_replicas(args.model, args.replicas, args.temperature, args.draft_threshold)
     limits = ServerLimits(max_users=args.max_users, idle_timeout_s=args.idle_timeout,
                           memory_cap_bytes=int(args.memory_cap_mb * 2 ** 20))
     app = create_app(ModelServer(replicas, limits), args.token)
@@ -63,4 +63,5 @@ def register(commands) -> None:
     serve.add_argument("--idle-timeout", type=float, default=60.0, help="seconds without audio before a user is dropped")
     serve.add_argument("--temperature", type=float, default=0.0,
                        help="answer sampling temperature (0: greedy); each user samples with its own seed")
+    add_draft_threshold(serve)
     serve.add_argument("--memory-cap-mb", type=float, default=2048.0, help="cache memory of all sessions together")

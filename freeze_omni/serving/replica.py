@@ -73,10 +73,12 @@ class Replica:
         return results
 
 
-def load_replicas(model_dir, count: int, temperature: float = 0.0) -> list[Replica]:
+def load_replicas(model_dir, count: int, temperature: float = 0.0,
+                  draft_threshold: float | None = None) -> list[Replica]:
     """`count` replicas of the model bundle in `model_dir`, each with its own copy of the weights
     (loaded once, copied in memory). The VAD runtime is shared: it keeps no state between calls.
-    `temperature` 0 answers greedily (as `chat` does); above 0 each session samples with its seed."""
+    `temperature` 0 answers greedily (as `chat` does); above 0 each session samples with its seed.
+    `draft_threshold` (turn.py rule 9; above 1: no drafts) defaults to the engine's."""
     import copy
 
     from freeze_omni.audio.vad import SpeechDetector
@@ -84,7 +86,8 @@ def load_replicas(model_dir, count: int, temperature: float = 0.0) -> list[Repli
     from freeze_omni.llm import SamplingConfig
 
     model = load_model(model_dir)
-    config = model.spec.dialogue_config(sampling=SamplingConfig(temperature=temperature))
+    drafts = {} if draft_threshold is None else {"draft_threshold": draft_threshold}
+    config = model.spec.dialogue_config(sampling=SamplingConfig(temperature=temperature), **drafts)
     detector = SpeechDetector()
     replicas = []
     for i in range(count):
