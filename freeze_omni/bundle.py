@@ -55,11 +55,12 @@ class ModelSpec:
     format: int = FORMAT
 
     def dialogue_config(self, **settings) -> DialogueConfig:
-        """The dialogue settings this model was tuned with, and any `settings` over them."""
+        """The dialogue settings this model was tuned with, and any `settings` over them (a setting
+        given as None keeps the model's own, or the engine's default: a CLI option left out)."""
         own = {"answer_threshold": self.answer_threshold, "ignore_threshold": self.ignore_threshold}
         if self.system_prompt:
             own["system_prompt"] = self.system_prompt
-        return DialogueConfig(**{**own, **settings})
+        return DialogueConfig(**{**own, **{k: v for k, v in settings.items() if v is not None}})
 
 
 LLM_WEIGHTS = {"", "int8"}

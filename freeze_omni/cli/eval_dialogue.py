@@ -15,7 +15,7 @@ ANSWER_TOKENS = 48  # answer length limit of the dialogue evaluations
 
 def load_engine(model_dir: Path, max_answer_tokens: int, speech: bool, **settings):
     """A greedy turn engine on the bundle; `speech=False` answers in text only; `settings` go
-    over the model's own dialogue settings."""
+    over the model's own dialogue settings (None: left as they are)."""
     from freeze_omni.audio.vad import SpeechDetector
     from freeze_omni.bundle import load_model
     from freeze_omni.dialogue import TurnEngine
@@ -49,9 +49,8 @@ def run_duplex(args: argparse.Namespace) -> int:
 
     manifest = args.manifest or data_dir() / "corpus" / "default" / "test.jsonl"
     cases = build_cases(read_turn_utterances(manifest), args.requests, args.seed)
-    settings = {k: v for k, v in (("answer_threshold", args.answer_threshold),
-                                  ("ignore_threshold", args.ignore_threshold)) if v is not None}
-    engine = load_engine(args.model, args.max_tokens, speech=args.sweep is None, **settings)
+    engine = load_engine(args.model, args.max_tokens, speech=args.sweep is None,
+                         answer_threshold=args.answer_threshold, ignore_threshold=args.ignore_threshold)
     if args.sweep is not None:
         thresholds = [float(t) for t in args.sweep.split(",")]
         ignore = [float(t) for t in args.ignore_sweep.split(",")] if args.ignore_sweep else None
@@ -82,8 +81,7 @@ def run_latency(args: argparse.Namespace) -> int:
 
     manifest = args.manifest or data_dir() / "corpus" / "default" / "test.jsonl"
     cases = build_cases(read_turn_utterances(manifest), args.turns)
-    settings = {} if args.draft_threshold is None else {"draft_threshold": args.draft_threshold}
-    engine = load_engine(args.model, args.max_tokens, speech=True, **settings)
+    engine = load_engine(args.model, args.max_tokens, speech=True, draft_threshold=args.draft_threshold)
     result = evaluate_latency(engine, cases, log=lambda m: print(m, file=sys.stderr))
     result = {"first_packet_ms": result.pop("first_packet_ms"), **result,
               "draft_threshold": engine.config.draft_threshold, "model": str(args.model)}

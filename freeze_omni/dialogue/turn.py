@@ -63,11 +63,11 @@ Exact rules. Times are input-stream times: ms of user audio accepted so far (the
    else is waiting (a server serves it after every real answer): a copy of the turn's KV up to
    that length, the assistant-start ids, then tokens until the first phrase is ready, sampled
    with a copy of the session's generator, then that phrase's speech until its first packet
-   exists (kept, unshown and unplayed). When the head answers with a draft set, the answer is always the one on the
-   turn up to the draft: a draft with work done becomes the answer (its KV the conversation, its
-   generator the session's; a phrase it began is shown, and its packets played, from then on);
-   otherwise the turn's KV is cropped to the draft's length and the answer starts there as in
-   rule 5. So the chunks after the draft (silence) are never in the conversation, and what is
+   exists (kept, unshown and unplayed). When the head answers with a draft set, the answer is
+   always the one on the turn up to the draft: a draft with work done becomes the answer (its KV
+   the conversation, its generator the session's; a phrase it began is shown, and its packets
+   played, from then on); otherwise the turn's KV is cropped to the draft's length and the
+   answer starts there as in rule 5. So the chunks after the draft (silence) are never in the conversation, and what is
    said does not depend on how much idle time there was, only when.
 """
 

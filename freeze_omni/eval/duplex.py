@@ -24,7 +24,6 @@ turn changes what is heard next.
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -38,9 +37,7 @@ from freeze_omni.llm.state_head import DialogueState, decision
 from freeze_omni.dialogue.replay import replay
 from freeze_omni.dialogue.turn import CHUNK_SAMPLES, TurnEngine
 from freeze_omni.eval.report import percentiles
-from freeze_omni.train.turns import (
-    CHUNK_SECONDS, IGNORE_KINDS, REQUEST_KINDS, TurnPlan, Utterance, turn_audio,
-)
+from freeze_omni.train.turns import IGNORE_KINDS, REQUEST_KINDS, TurnPlan, Utterance, turn_then_quiet
 
 LEAD_SECONDS = 0.6
 TAIL_SECONDS = 2.0
@@ -55,10 +52,6 @@ class DuplexCase:
     text: str
 
 
-def _quiet_then(turn: TurnPlan, audio: np.ndarray | None, tail: float) -> np.ndarray:
-    return turn_audio(turn, audio, math.ceil((turn.end + tail) / CHUNK_SECONDS))
-
-
 def build_cases(utterances: Sequence[Utterance], n: int, seed: int = 0) -> list[DuplexCase]:
     """n requests, n/3 each of ignorable speech, fragments and noise, and n/2 barge-ins."""
     rng = random.Random(seed)
@@ -69,25 +62,27 @@ def build_cases(utterances: Sequence[Utterance], n: int, seed: int = 0) -> list[
     cases = []
     for i, u in enumerate(requests[:n]):
         turn = TurnPlan("request", -1, LEAD_SECONDS, u.speech_end, 0, seed + i)
-        cases.append(DuplexCase("request", _quiet_then(turn, read_audio(u.audio), TAIL_SECONDS), turn.end * 1000, u.text))
+        cases.append(DuplexCase("request", turn_then_quiet(turn, read_audio(u.audio), TAIL_SECONDS), turn.end * 1000,
+                                u.text))
     for i, u in enumerate(ignorable[: n // 3]):
         turn = TurnPlan("ignore", -1, LEAD_SECONDS, u.speech_end, 0, seed + 1000 + i)
-        cases.append(DuplexCase("ignore", _quiet_then(turn, read_audio(u.audio), TAIL_SECONDS), turn.end * 1000, u.text))
+        cases.append(DuplexCase("ignore", turn_then_quiet(turn, read_audio(u.audio), TAIL_SECONDS), turn.end * 1000,
+                                u.text))
     for i, u in enumerate(requests[n: n + n // 3]):
         cut = u.speech_start + rng.uniform(0.3, 0.7) * (u.speech_end - u.speech_start)
         turn = TurnPlan("fragment", -1, LEAD_SECONDS, cut, 0, seed + 2000 + i)
-        cases.append(DuplexCase("fragment", _quiet_then(turn, read_audio(u.audio), TAIL_SECONDS), turn.end * 1000,
+        cases.append(DuplexCase("fragment", turn_then_quiet(turn, read_audio(u.audio), TAIL_SECONDS), turn.end * 1000,
                                 u.text))
     for i in range(n // 3):
         turn = TurnPlan("noise", -1, LEAD_SECONDS, rng.uniform(0.3, 1.5), 0, seed + 3000 + i)
-        cases.append(DuplexCase("noise", _quiet_then(turn, None, TAIL_SECONDS), turn.end * 1000, "(noise)"))
+        cases.append(DuplexCase("noise", turn_then_quiet(turn, None, TAIL_SECONDS), turn.end * 1000, "(noise)"))
     pairs = requests[n + n // 3:]
     for i in range(min(n // 2, len(pairs) // 2)):
         first, second = pairs[2 * i], pairs[2 * i + 1]
-        a = _quiet_then(TurnPlan("request", -1, LEAD_SECONDS, first.speech_end, 0, seed + 4000 + i),
-                        read_audio(first.audio), BARGE_IN_GAP_SECONDS)
-        b = _quiet_then(TurnPlan("request", -1, 0.0, second.speech_end, 0, seed + 5000 + i),
-                        read_audio(second.audio), TAIL_SECONDS)
+        a = turn_then_quiet(TurnPlan("request", -1, LEAD_SECONDS, first.speech_end, 0, seed + 4000 + i),
+                            read_audio(first.audio), BARGE_IN_GAP_SECONDS)
+        b = turn_then_quiet(TurnPlan("request", -1, 0.0, second.speech_end, 0, seed + 5000 + i),
+                            read_audio(second.audio), TAIL_SECONDS)
         onset_ms = (a.size / 16000 + second.speech_start) * 1000
         cases.append(DuplexCase("barge-in", np.concatenate([a, b]), onset_ms, f"{first.text} / {second.text}"))
     return cases

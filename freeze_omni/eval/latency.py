@@ -19,7 +19,6 @@ first phrase is shown (the last report wins: a dropped draft's token was not the
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from freeze_omni.dialogue.events import AnswerAudio, AnswerText, StateDecision, 
 from freeze_omni.dialogue.turn import CHUNK_SAMPLES, TurnEngine
 from freeze_omni.eval.report import percentiles
 from freeze_omni.llm.state_head import DialogueState
-from freeze_omni.train.turns import REQUEST_KINDS, TurnPlan, Utterance, turn_audio
+from freeze_omni.train.turns import REQUEST_KINDS, TurnPlan, Utterance, turn_then_quiet
 
 CHUNK_S = CHUNK_SAMPLES / 16000
 LEAD_SECONDS = 0.5
@@ -51,8 +50,7 @@ def build_cases(utterances: Sequence[Utterance], n: int, seed: int = 0) -> list[
     cases = []
     for i, u in enumerate([u for u in utterances if u.kind in REQUEST_KINDS][:n]):
         turn = TurnPlan("request", -1, LEAD_SECONDS, u.speech_end, 0, seed + i)
-        audio = turn_audio(turn, read_audio(u.audio), math.ceil((turn.end + WAIT_SECONDS) / CHUNK_S))
-        cases.append(LatencyCase(audio, turn.end))
+        cases.append(LatencyCase(turn_then_quiet(turn, read_audio(u.audio), WAIT_SECONDS), turn.end))
     return cases
 
 

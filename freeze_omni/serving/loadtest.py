@@ -16,7 +16,6 @@ figure that loaded levels are compared with asks the same questions, each alone 
 from __future__ import annotations
 
 import asyncio
-import math
 import subprocess
 import tempfile
 from collections import Counter
@@ -35,7 +34,7 @@ from freeze_omni.serving.local import serving
 from freeze_omni.serving.protocol import event_message
 from freeze_omni.serving.replica import Replica
 from freeze_omni.serving.runner import ModelServer, ServerLimits
-from freeze_omni.train.turns import CHUNK_SECONDS, TurnPlan, turn_audio
+from freeze_omni.train.turns import TurnPlan, turn_then_quiet
 
 QUESTIONS = (
     "What is the capital of France?",
@@ -50,7 +49,8 @@ QUESTIONS = (
 REALTIME_MS = 160.0
 
 
-def spoken_questions(texts: tuple[str, ...] = QUESTIONS, lead_s: float = 0.5, quiet_s: float = 2.0) -> list[np.ndarray]:
+def spoken_questions(texts: tuple[str, ...] = QUESTIONS, lead_s: float = 0.5,
+                     quiet_s: float = 2.0) -> list[np.ndarray]:
     """The questions spoken by espeak-ng at 16 kHz, each between `lead_s` and `quiet_s` of quiet.
     The quiet is a faint noise floor, as a microphone gives and the state head was trained with:
     after digital zeros the shipped model never answers two of these questions."""
@@ -61,7 +61,7 @@ def spoken_questions(texts: tuple[str, ...] = QUESTIONS, lead_s: float = 0.5, qu
             subprocess.run(["espeak-ng", "-v", "en-us", "-w", str(wav), text], check=True, capture_output=True)
             speech = read_audio(wav)
             turn = TurnPlan("request", -1, lead_s, speech.size / SAMPLE_RATE, 0, seed=i)
-            clips.append(turn_audio(turn, speech, math.ceil((turn.end + quiet_s) / CHUNK_SECONDS)))
+            clips.append(turn_then_quiet(turn, speech, quiet_s))
     return clips
 
 

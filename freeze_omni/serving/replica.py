@@ -86,8 +86,8 @@ def load_replicas(model_dir, count: int, temperature: float = 0.0,
     from freeze_omni.llm import SamplingConfig
 
     model = load_model(model_dir)
-    drafts = {} if draft_threshold is None else {"draft_threshold": draft_threshold}
-    config = model.spec.dialogue_config(sampling=SamplingConfig(temperature=temperature), **drafts)
+    config = model.spec.dialogue_config(sampling=SamplingConfig(temperature=temperature),
+                                        draft_threshold=draft_threshold)
     detector = SpeechDetector()
     replicas = []
     for i in range(count):

@@ -173,6 +173,12 @@ def turn_audio(turn: TurnPlan, utterance_audio: np.ndarray | None, n_chunks: int
     return audio
 
 
+def turn_then_quiet(turn: TurnPlan, utterance_audio: np.ndarray | None, quiet_seconds: float) -> np.ndarray:
+    """`turn_audio` up to the first whole chunk at least `quiet_seconds` after the sound ends: how
+    evaluations present one turn with room for the answer."""
+    return turn_audio(turn, utterance_audio, math.ceil((turn.end + quiet_seconds) / CHUNK_SECONDS))
+
+
 def noise_burst(length: int, rng: np.random.Generator) -> np.ndarray:
     """A sound that is no speech: white, brown or hum-like noise under a smooth envelope."""
     kind = rng.integers(3)
