@@ -20,10 +20,17 @@ import websockets
 
 from freeze_omni.audio import SAMPLE_RATE
 from freeze_omni.audio.io import float_to_pcm16
+from freeze_omni.audio.quiet import noise_floor
 from freeze_omni.errors import FreezeOmniError
 
 CHUNK_SAMPLES = SAMPLE_RATE * 160 // 1000
 QUIET_S = 1.0  # after the input: no message for this long and no answer going on = nothing more to come
+
+
+def quiet_tail(tail_s: float) -> np.ndarray:
+    """What `converse` sends after the recording: whole chunks of a faint noise floor, the same each
+    time, so an offline reference can hear exactly what the server heard."""
+    return noise_floor(int(tail_s * SAMPLE_RATE / CHUNK_SAMPLES) * CHUNK_SAMPLES)
 
 
 class ServerRefused(FreezeOmniError):
@@ -124,16 +131,15 @@ class DialogueClient:
 
     async def converse(self, audio: np.ndarray, realtime: bool = True, tail_s: float = 3.0,
                        until: str | None = "answer_finished", timeout_s: float = 60.0) -> Conversation:
-        """Stream `audio` in 160 ms chunks (paced like a microphone when `realtime`), then silence for
-        up to `tail_s` more seconds (stopping early once an `until` event arrived); collect all
+        """Stream `audio` in 160 ms chunks (paced like a microphone when `realtime`), then a faint noise
+        floor for up to `tail_s` more seconds (stopping early once an `until` event arrived); collect all
         that comes back. With `until`, the reply is waited for (up to `timeout_s`): until that event,
         or until the server is quiet with no answer going on."""
         record = Conversation()
         done = asyncio.Event()
         reader = asyncio.create_task(self._read(record, done, until))
         chunks = [audio[i:i + CHUNK_SAMPLES] for i in range(0, audio.size, CHUNK_SAMPLES)]
-        silence = np.zeros(CHUNK_SAMPLES, np.float32)
-        chunks += [silence] * int(tail_s * SAMPLE_RATE / CHUNK_SAMPLES)
+        chunks += list(quiet_tail(tail_s).reshape(-1, CHUNK_SAMPLES))
         start = time.monotonic()
         try:
             for i, chunk in enumerate(chunks):

@@ -5,12 +5,14 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
 from dialogue_support import (ANSWER, IGNORE, AnswerAfterSpeech, conversation, forced_head, printable_llm, saved_llm,
                               silence)
 from freeze_omni.audio.io import read_audio, write_wav
+from freeze_omni.audio.quiet import QUIET_DBFS
 from freeze_omni.audio.vad import SpeechDetector
 from freeze_omni.bundle import has_speech_out, load_model, load_speaker, missing_parts, save_model
 from freeze_omni.cli import main
@@ -109,6 +111,22 @@ def test_replay_answers_a_request_and_ignores_what_is_not_for_it(speech_input, s
         assert record.answer and not record.interrupted
         assert record.state_events[-1]["state"] == "answer"
         assert record.latency_ms["state_decision"] <= record.latency_ms["first_text"]
+
+
+def test_replay_pads_the_recording_with_a_noise_floor_never_digital_zeros(speech_input, speech):
+    llm = printable_llm(stop_wins=False)
+    engine = TurnEngine(speech_input, llm, forced_head(llm, IGNORE), SpeechDetector())
+    heard = []
+    accept = engine.accept_audio
+    engine.accept_audio = lambda session, packet: heard.append(packet.copy()) or accept(session, packet)
+    audio = speech["q1"]
+    replay(engine, audio, packet_samples=512)
+    fed = np.concatenate(heard)
+    np.testing.assert_array_equal(fed[:audio.size], audio)
+    tail = fed[audio.size:]
+    assert tail.size >= 16000  # at least a second of quiet after the recording
+    assert np.count_nonzero(tail == 0) == 0
+    assert abs(10 * np.log10(np.mean(np.square(tail, dtype=np.float64))) - QUIET_DBFS) < 0.5
 
 
 def _chat_on_a_saved_model(tmp_path, monkeypatch, speech_input, speech, options=()) -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from freeze_omni.audio import SAMPLE_RATE
+from freeze_omni.audio.quiet import noise_floor
 from freeze_omni.dialogue.events import (AnswerAudio, AnswerFinished, AnswerPaused, AnswerStarted, AnswerText, Event,
                                          Interrupted, StateDecision)
 from freeze_omni.dialogue.session import Phase
@@ -74,11 +75,13 @@ def replay(engine: TurnEngine, audio: np.ndarray, realtime: bool = False, max_ta
 
     packets = [audio[i:i + packet_samples] for i in range(0, audio.size, packet_samples)]
     packet_s = packet_samples / SAMPLE_RATE
-    silence = np.zeros(packet_samples, dtype=np.float32)
+    quiet = np.random.default_rng(0)
     tail, fed = 0, 0
     while packets or (session.phase != Phase.IDLE and tail * packet_s < max_tail_s) or tail * packet_s < 1.0:
-        packet = packets.pop(0) if packets else silence
-        tail += 0 if packets or packet is not silence else 1
+        if packets:
+            packet = packets.pop(0)
+        else:
+            packet, tail = noise_floor(packet_samples, rng=quiet), tail + 1
         chunk_done = (fed + packet.size) // CHUNK_SAMPLES > fed // CHUNK_SAMPLES
         fed += packet.size
         start = time.perf_counter()

@@ -26,7 +26,7 @@ import numpy as np
 
 from freeze_omni.audio import SAMPLE_RATE
 from freeze_omni.audio.io import float_to_pcm16, read_audio
-from freeze_omni.client import Conversation, DialogueClient
+from freeze_omni.client import Conversation, DialogueClient, quiet_tail
 from freeze_omni.dialogue.turn import CHUNK_SAMPLES, TurnEngine
 from freeze_omni.eval.report import percentiles
 from freeze_omni.serving.app import create_app
@@ -89,7 +89,7 @@ def reference_answer(engine: TurnEngine, audio: np.ndarray, seed: int, tail_s: f
     """The first answer the engine gives `audio` alone, all answer work done after each chunk. The
     audio goes through PCM16 as on the wire: one quantisation step can flip a sampled token."""
     session = engine.new_session("reference", seed=seed)
-    audio = float_to_pcm16(np.concatenate([audio, np.zeros(int(tail_s * 16000), np.float32)])) / np.float32(32768)
+    audio = float_to_pcm16(np.concatenate([audio, quiet_tail(tail_s)])) / np.float32(32768)
     messages = []
     for start in range(0, audio.size - CHUNK_SAMPLES + 1, CHUNK_SAMPLES):
         events = engine.accept_audio(session, audio[start:start + CHUNK_SAMPLES])

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from freeze_omni.audio import SAMPLE_RATE
+from freeze_omni.audio.quiet import noise_floor
 from freeze_omni.errors import FreezeOmniError
 from freeze_omni.eval.manifest import read_speech_manifest
 from freeze_omni.llm.state_head import DialogueState
@@ -156,8 +157,7 @@ def turn_audio(turn: TurnPlan, utterance_audio: np.ndarray | None, n_chunks: int
     """
     rng = np.random.default_rng(turn.seed)
     total = n_chunks * CHUNK_SAMPLES
-    floor = 10 ** (rng.uniform(*QUIET_DB) / 20)
-    audio = (floor * rng.standard_normal(total)).astype(np.float32)
+    audio = noise_floor(total, rng.uniform(*QUIET_DB), rng)
     start = int(round(turn.lead * SAMPLE_RATE))
     length = int(round(turn.sound_seconds * SAMPLE_RATE))
     if turn.sound == "noise":
