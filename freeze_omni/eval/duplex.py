@@ -156,8 +156,9 @@ def sweep_answer_threshold(engine: TurnEngine, cases: Sequence[DuplexCase], thre
     each ignore threshold (default: the engine's own; one pass per ignore threshold)."""
     table = []
     for ignore_threshold in ignore_thresholds if ignore_thresholds is not None else [engine.config.ignore_threshold]:
-        never = TurnEngine(engine.speech_input, engine.llm, engine.state_head, engine.detector,
-                           config=replace(engine.config, answer_threshold=2.0, ignore_threshold=ignore_threshold))
+        never_answers = replace(engine.config, answer_threshold=2.0, ignore_threshold=ignore_threshold,
+                                draft_threshold=2.0)  # nor begins drafts (rule 9), which would only cost time
+        never = TurnEngine(engine.speech_input, engine.llm, engine.state_head, engine.detector, config=never_answers)
         runs = replay_decisions(never, cases, log)
         for threshold in thresholds:
             delays, missed, n_requests = [], 0, 0

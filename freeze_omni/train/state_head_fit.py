@@ -121,7 +121,8 @@ def hear_cases(engine: TurnEngine, cases: Sequence[DuplexCase], acoustic_chunks:
     encoder_dim = engine.speech_input.encoder.config.dim
     head = _RecordingHead(engine.llm.hidden_size, encoder_dim if acoustic_chunks else 0, acoustic_chunks,
                           engine.state_head if talk_overs else None).to(engine.llm.device)
-    config = engine.config if talk_overs else replace(engine.config, answer_threshold=2.0)
+    # Single turns never answer, so no draft (rule 9) is begun either: it would only cost time.
+    config = engine.config if talk_overs else replace(engine.config, answer_threshold=2.0, draft_threshold=2.0)
     recorder = TurnEngine(engine.speech_input, engine.llm, head, engine.detector, engine.speaker, config)
     after_ms, request = [], []
     for number, case in enumerate(c for c in cases if c.kind != "barge-in"):
