@@ -1,6 +1,6 @@
 import pytest
 
-from freeze_omni.dialogue.phrases import PhraseRule, ends_first_phrase_before, ends_phrase
+from freeze_omni.dialogue.phrases import PhraseRule, ends_first_phrase_before, ends_phrase, phrase_cut
 
 
 def test_first_phrase_may_end_at_a_comma_later_ones_need_a_sentence_end():
@@ -34,6 +34,13 @@ def test_the_first_phrase_ends_before_the_word_after_its_first_words():
     assert not ends_first_phrase_before("The capital", " of")
     assert not ends_first_phrase_before("The capital of Fr", "ance")  # inside a word
     assert not ends_first_phrase_before("The capital of", " France", PhraseRule(first_words=0))
+
+
+def test_a_cut_comes_after_a_phrase_end_or_before_the_word_after_the_first_words():
+    assert phrase_cut("Paris is big,", 4, True, ",") == 0
+    assert phrase_cut("The capital of France", 4, True, " France") == 1  # " France" opens the next phrase
+    assert phrase_cut("The capital of France", 4, False, " France") is None  # only the first phrase
+    assert phrase_cut("The capital", 2, True, " capital") is None
 
 
 def test_invalid_rules_are_refused():

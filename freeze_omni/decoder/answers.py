@@ -10,26 +10,40 @@ from __future__ import annotations
 
 import torch
 
-from freeze_omni.dialogue.phrases import ends_phrase
+from freeze_omni.dialogue.phrases import PhraseRule, phrase_cut
 from freeze_omni.dialogue.speaker import Phrase
 from freeze_omni.dialogue.turn import DEFAULT_SYSTEM_PROMPT
 from freeze_omni.llm import FrozenLLM
 from freeze_omni.llm.greedy import typed_request
 
 
-def cut_phrases(llm: FrozenLLM, tokens: list[int], hidden: list[torch.Tensor]) -> list[Phrase]:
-    """Answer tokens and their hidden states -> phrases, as `TurnEngine` hands them to the speaker."""
+def cut_phrases(llm: FrozenLLM, tokens: list[int], hidden: list[torch.Tensor],
+                rule: PhraseRule = PhraseRule()) -> list[Phrase]:
+    """Answer tokens and their hidden states -> phrases, as `TurnEngine` hands them to the speaker
+    (`phrase_cut`); phrases of only spaces are left out, as they say nothing."""
     phrases: list[Phrase] = []
-    start, said = 0, ""
+    start, said, handed = 0, "", 0
+
+    def decode(ids: list[int]) -> str:
+        return llm.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def hand_over(end: int) -> None:
+        nonlocal start, said, handed
+        text = decode(tokens[:end])[len(said):]
+        if text.strip():
+            phrases.append(Phrase(text=text, token_ids=tokens[start:end],
+                                  hidden=torch.stack(hidden[start:end]).float(), index=handed))
+        said, start, handed = said + text, end, handed + 1
+
     for end in range(1, len(tokens) + 1):
-        text = llm.tokenizer.decode(tokens[:end], skip_special_tokens=True)[len(said):]
-        last = end == len(tokens)
-        if last or (not text.endswith("\ufffd") and ends_phrase(text, end - start, not phrases)):
-            if text.strip():
-                phrases.append(Phrase(text=text, token_ids=tokens[start:end],
-                                      hidden=torch.stack(hidden[start:end]).float(), index=len(phrases)))
-            said += text
-            start = end
+        text = decode(tokens[:end])[len(said):]
+        if text.endswith("\ufffd"):  # a character split across tokens
+            continue
+        cut = phrase_cut(text, end - start, handed == 0, decode(tokens[end - 1:end]), rule)
+        if cut is not None and end - cut > start:
+            hand_over(end - cut)
+    if start < len(tokens):
+        hand_over(len(tokens))
     return phrases
 
 

@@ -48,3 +48,14 @@ def ends_first_phrase_before(previous: str, piece: str, rule: PhraseRule = Phras
     """Does the first phrase, whose text so far is `previous`, end before a token whose text is
     `piece`? Yes when that token starts a new word and the phrase already has `first_words`."""
     return rule.first_words > 0 and piece[:1].isspace() and len(previous.split()) >= rule.first_words
+
+
+def phrase_cut(text: str, n_tokens: int, first: bool, piece: str, rule: PhraseRule = PhraseRule()) -> int | None:
+    """After a token whose text is `piece`, where the phrase whose text so far is `text` (`n_tokens`
+    tokens, that one included) ends: 0 after that token, 1 before it (it opens the next phrase),
+    None not yet. The one rule of the turn engine and of the decoder's training answers."""
+    if ends_phrase(text, n_tokens, first, rule):
+        return 0
+    if first and ends_first_phrase_before(text[:len(text) - len(piece)], piece, rule):
+        return 1
+    return None

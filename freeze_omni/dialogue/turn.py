@@ -99,7 +99,7 @@ from freeze_omni.dialogue.events import (
     StateDecision,
     TurnIgnored,
 )
-from freeze_omni.dialogue.phrases import PhraseRule, ends_first_phrase_before, ends_phrase
+from freeze_omni.dialogue.phrases import PhraseRule, phrase_cut
 from freeze_omni.dialogue.session import Answer, AnswerCut, AnswerDraft, HistoryEntry, ListeningTurn, Session
 from freeze_omni.dialogue.speaker import Phrase, Speaker, TextOnlySpeaker
 from freeze_omni.encoder import UNLIMITED
@@ -471,11 +471,10 @@ class TurnEngine:
         text = self._decode(answer.tokens)[len(answer.handed_text):]
         if text.endswith("\ufffd"):  # a character split across tokens
             return []
-        n, first, piece = len(answer.tokens) - answer.phrase_start, answer.phrases == 0, self._decode([token])
-        if ends_phrase(text, n, first, self.config.phrases):
-            self._hand_over(answer, len(answer.tokens))
-        elif first and ends_first_phrase_before(text[:len(text) - len(piece)], piece, self.config.phrases):
-            self._hand_over(answer, len(answer.tokens) - 1)  # the new word opens the next phrase
+        cut = phrase_cut(text, len(answer.tokens) - answer.phrase_start, answer.phrases == 0, self._decode([token]),
+                         self.config.phrases)
+        if cut is not None:
+            self._hand_over(answer, len(answer.tokens) - cut)
         return []
 
     def _decode(self, tokens: list[int]) -> str:
