@@ -14,6 +14,8 @@ from freeze_omni.decoder.model import DecoderConfig, SpeechDecoder
 from freeze_omni.decoder.phonemes import shared_phonemizer
 from freeze_omni.decoder.sampling import SamplingConfig
 from freeze_omni.decoder.weights import save_decoder
+from freeze_omni.dialogue.phrases import PhraseRule
+from freeze_omni.eval import reference_asr
 from freeze_omni.eval.speech_out import evaluate_speech_out
 from freeze_omni.llm import FrozenLLM
 
@@ -88,3 +90,33 @@ def test_eval_and_bench_commands(codec, tmp_path, capsys):
         with pytest.raises(SystemExit):
             main(["eval", "speech-out", "--texts", str(texts), "--prior-weight", weight])
         assert "expected a finite number >= 0" in capsys.readouterr().err
+
+
+def test_in_phrases_each_phrase_is_spoken_on_its_own_with_its_hidden_states(codec, monkeypatch):
+    from freeze_omni.decoder import speech
+
+    llm = FrozenLLM.from_hf_model(*tiny_hf_model("llama"))
+    spoken = []
+    synthesize = speech.synthesize
+
+    def spy(model, codec, text, sampling, hidden=None, onnx_step=None):
+        spoken.append((text, sampling.seed, None if hidden is None else hidden.shape[0]))
+        return synthesize(model, codec, text, sampling, hidden, onnx_step)
+
+    monkeypatch.setattr(speech, "synthesize", spy)
+    monkeypatch.setattr(reference_asr, "transcribe", lambda audio, threads=None: "")  # only what is spoken counts
+    text = "Well then, the capital of France is Paris."
+    report = evaluate_speech_out([text], _decoder(llm.hidden_size), codec, [1], llm, threads=1, floors=False,
+                                 phrases=PhraseRule(first_words=2))
+    assert report["phrases"]["first_words"] == 2
+    in_phrases = [s for s in spoken if s[2] is not None]
+    assert len(in_phrases) >= 2 and [seed for _, seed, _ in in_phrases] == list(range(len(in_phrases)))
+    assert in_phrases[0][0].split() == ["Well", "then,"]  # the first phrase ends after its first two words
+    assert " ".join("".join(t for t, _, _ in in_phrases).split()) == text
+    assert sum(n for _, _, n in in_phrases) == len(llm.tokenizer.encode(text, add_special_tokens=False))
+    assert [(t, s) for t, s, n in spoken if n is None] == [(text, 0)]  # without the prefix: the whole text
+
+
+def test_speaking_in_phrases_needs_the_llm(codec):
+    with pytest.raises(ValueError, match="LLM"):
+        evaluate_speech_out(["Hello."], _decoder(8), codec, [1], None, threads=1, floors=False, phrases=PhraseRule())

@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from freeze_omni.cli import add_leaf, add_prior_weight, positive_int, prior_weight
+from freeze_omni.cli import add_leaf, add_prior_weight, non_negative_int, positive_int, prior_weight
+from freeze_omni.errors import FreezeOmniError
 from freeze_omni.eval.report import add_report_arguments, emit
 
 
@@ -30,6 +31,15 @@ def run(args: argparse.Namespace) -> int:
     from freeze_omni.eval.manifest import evenly_spaced
     from freeze_omni.eval.speech_out import evaluate_speech_out, read_texts
 
+    from freeze_omni.dialogue.phrases import PhraseRule
+
+    if args.first_words is not None and not args.phrases:
+        raise FreezeOmniError("--first-words sets how --phrases cuts: give --phrases too")
+    if args.phrases and args.no_prefix:
+        raise FreezeOmniError("--phrases needs the LLM to cut its answers: leave out --no-prefix")
+    phrases = None
+    if args.phrases:
+        phrases = PhraseRule() if args.first_words is None else PhraseRule(first_words=args.first_words)
     torch.set_num_threads(args.threads)
     texts = evenly_spaced(read_texts(args.texts), args.limit)
     model = load_decoder(args.decoder or DEFAULT_DECODER_PATH)
@@ -44,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
           f"AR step on {'torch' if onnx_step is None else 'onnx'}", file=sys.stderr)
     result = evaluate_speech_out(texts, model, codec, args.top_k, llm, threads=args.threads,
                                  floors=not args.no_floors, onnx_step=onnx_step,
-                                 sampling=SamplingConfig(pace_bias=args.pace_bias, prior_weight=prior_weight(args)))
+                                 sampling=SamplingConfig(pace_bias=args.pace_bias, prior_weight=prior_weight(args)),
+                                 phrases=phrases)
     emit(result, args, "Speech output intelligibility (reference ASR)")
     return 0
 
@@ -56,6 +67,10 @@ def register(commands) -> None:
     sub.add_argument("--limit", type=positive_int, metavar="N", help="N texts spread evenly over the file")
     sub.add_argument("--no-prefix", action="store_true", help="skip the LLM and the prefix decoder")
     sub.add_argument("--no-floors", action="store_true", help="skip the source and codec-resynthesis WER")
+    sub.add_argument("--phrases", action="store_true",
+                     help="speak each answer phrase by phrase, cut as the dialogue cuts it (each phrase on its own)")
+    sub.add_argument("--first-words", type=non_negative_int, metavar="N",
+                     help="with --phrases: the first phrase ends after N words (default: the dialogue's 3; 0: off)")
     sub.add_argument("--decoder", type=Path, help="decoder weights (default: the default model's)")
     sub.add_argument("--codec", type=Path, help="codec weights (default: the default model's)")
     sub.add_argument("--llm", help="HF directory or .gguf (default: the shipped backbone)")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -17,6 +17,7 @@ from freeze_omni.audio import SAMPLE_RATE as RATE_16K
 from freeze_omni.audio.io import resample
 from freeze_omni.codec.piper_latent import SAMPLE_RATE
 from freeze_omni.decoder.sampling import SamplingConfig
+from freeze_omni.dialogue.phrases import PhraseRule
 from freeze_omni.eval import reference_asr
 from freeze_omni.eval.metrics import error_rates
 
@@ -79,30 +80,42 @@ def source_and_resynthesis(texts: Sequence[str], codec, threads: int | None = No
 
 def evaluate_speech_out(texts: Sequence[str], model, codec, top_ks: Sequence[int], llm=None,
                         threads: int | None = None, floors: bool = True, onnx_step: OnnxStep | None = None,
-                        sampling: SamplingConfig = SamplingConfig()) -> dict:
+                        sampling: SamplingConfig = SamplingConfig(), phrases: PhraseRule | None = None) -> dict:
     """REPORTS.md `eval speech-out`: WER/CER per top-k without the prefix decoder and, given the
     LLM, with it (the LLM reads each text as its own answer; its hidden states feed the prefix).
     `onnx_step` (`decoder.onnx_step.load_onnx_step`) runs the AR step as inference does; `sampling`
-    sets everything but top-k and the seed (text i speaks with seed i)."""
-    from freeze_omni.decoder.answers import read_as_answer
+    sets everything but top-k and the seed (text i speaks with seed i). With `phrases` (and the
+    LLM), each answer is cut by that rule as the turn engine cuts it and spoken phrase by phrase,
+    each on its own, as a dialogue speaks it."""
+    from freeze_omni.decoder.answers import cut_phrases, read_as_answer
     from freeze_omni.decoder.speech import synthesize
 
-    hidden = [read_as_answer(llm, t).hidden for t in texts] if llm is not None else None
-    variants = {"no_prefix": None} if hidden is None else {"prefix": hidden, "no_prefix": None}
+    if phrases is not None and llm is None:
+        raise ValueError("speaking in phrases needs the LLM: it cuts its own answer")
+    answers = [read_as_answer(llm, t) for t in texts] if llm is not None else None
+    cuts = [cut_phrases(llm, a.token_ids, list(a.hidden), phrases) if phrases else [a] for a in answers or []]
+    variants = {"no_prefix": None} if answers is None else {"prefix": cuts, "no_prefix": None}
     by: dict[str, dict[str, dict]] = {name: {} for name in variants}
     rows = [{"text": t} for t in texts]
-    for name, states in variants.items():
+
+    def speak(i: int, text: str, k: int, parts) -> np.ndarray:
+        top_k = replace(sampling, top_k=k, seed=i)
+        if parts is None:
+            return synthesize(model, codec, text, top_k, None, onnx_step)
+        return np.concatenate([synthesize(model, codec, p.text, replace(top_k, seed=i + p.index), p.hidden, onnx_step)
+                               for p in parts[i]])
+
+    for name, parts in variants.items():
         for k in top_ks:
-            result = speech_wer(texts, lambda i, t: synthesize(
-                model, codec, t, replace(sampling, top_k=k, seed=i), None if states is None else states[i],
-                onnx_step), threads, desc=f"top-k {k} {name}")
+            result = speech_wer(texts, lambda i, t: speak(i, t, k, parts), threads, desc=f"top-k {k} {name}")
             by[name][str(k)] = {"wer": result["wer"], "cer": result["cer"], "audio_seconds": result["audio_seconds"]}
             for row, hyp in zip(rows, result["hypotheses"]):
                 row[f"top{k}_{name}"] = hyp
-    main = by["prefix" if hidden is not None else "no_prefix"]
+    main = by["prefix" if answers is not None else "no_prefix"]
     best = min(main, key=lambda k: main[k]["wer"])
     report = {"wer": main[best]["wer"], "cer": main[best]["cer"], "best_top_k": int(best),
-              "prefix": hidden is not None, "by_top_k": main, "by_top_k_no_prefix": by["no_prefix"],
+              "prefix": answers is not None, "phrases": None if phrases is None else asdict(phrases),
+              "by_top_k": main, "by_top_k_no_prefix": by["no_prefix"],
               "pace_bias": sampling.pace_bias, "prior_weight": sampling.prior_weight}
     if floors:
         measured = source_and_resynthesis(texts, codec, threads)
