@@ -99,10 +99,10 @@ def evaluate_speech_out(texts: Sequence[str], model, codec, top_ks: Sequence[int
     rows = [{"text": t} for t in texts]
 
     def speak(i: int, text: str, k: int, parts) -> np.ndarray:
-        top_k = replace(sampling, top_k=k, seed=i)
+        config = replace(sampling, top_k=k, seed=i)
         if parts is None:
-            return synthesize(model, codec, text, top_k, None, onnx_step)
-        return np.concatenate([synthesize(model, codec, p.text, replace(top_k, seed=i + p.index), p.hidden, onnx_step)
+            return synthesize(model, codec, text, config, None, onnx_step)
+        return np.concatenate([synthesize(model, codec, p.text, replace(config, seed=i + p.index), p.hidden, onnx_step)
                                for p in parts[i]])
 
     for name, parts in variants.items():
