@@ -67,8 +67,8 @@ Exact rules. Times are input-stream times: ms of user audio accepted so far (the
    always the one on the turn up to the draft: a draft with work done becomes the answer (its KV
    the conversation, its generator the session's; a phrase it began is shown, and its packets
    played, from then on); otherwise the turn's KV is cropped to the draft's length and the
-   answer starts there as in rule 5. So the chunks after the draft (silence) are never in the conversation, and what is
-   said does not depend on how much idle time there was, only when.
+   answer starts there as in rule 5. So the chunks after the draft (silence) are never in the
+   conversation, and what is said does not depend on how much idle time there was, only when.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ from freeze_omni.dialogue.events import (AnswerAudio, AnswerFinished, AnswerPaus
                                          StateDecision)
 from freeze_omni.llm.state_head import DialogueState, decision
 from freeze_omni.dialogue.replay import replay
-from freeze_omni.dialogue.turn import CHUNK_SAMPLES, TurnEngine
+from freeze_omni.dialogue.turn import CHUNK_SAMPLES, DialogueConfig, TurnEngine
 from freeze_omni.eval.report import percentiles
 from freeze_omni.train.turns import IGNORE_KINDS, REQUEST_KINDS, TurnPlan, Utterance, turn_then_quiet
 
@@ -149,6 +149,12 @@ def replay_decisions(engine: TurnEngine, cases: Sequence[DuplexCase],
     return runs
 
 
+def never_answering(config: DialogueConfig, **settings) -> DialogueConfig:
+    """`config` with `settings`, for an engine that only listens and decides: it never takes the
+    turn, so it begins no drafts (rule 9) either, which would only cost time."""
+    return replace(config, answer_threshold=2.0, draft_threshold=2.0, **settings)
+
+
 def sweep_answer_threshold(engine: TurnEngine, cases: Sequence[DuplexCase], thresholds: Sequence[float],
                            log: Callable[[str], None] = print,
                            ignore_thresholds: Sequence[float] | None = None) -> list[dict]:
@@ -156,9 +162,8 @@ def sweep_answer_threshold(engine: TurnEngine, cases: Sequence[DuplexCase], thre
     each ignore threshold (default: the engine's own; one pass per ignore threshold)."""
     table = []
     for ignore_threshold in ignore_thresholds if ignore_thresholds is not None else [engine.config.ignore_threshold]:
-        never_answers = replace(engine.config, answer_threshold=2.0, ignore_threshold=ignore_threshold,
-                                draft_threshold=2.0)  # nor begins drafts (rule 9), which would only cost time
-        never = TurnEngine(engine.speech_input, engine.llm, engine.state_head, engine.detector, config=never_answers)
+        never = TurnEngine(engine.speech_input, engine.llm, engine.state_head, engine.detector,
+                           config=never_answering(engine.config, ignore_threshold=ignore_threshold))
         runs = replay_decisions(never, cases, log)
         for threshold in thresholds:
             delays, missed, n_requests = [], 0, 0

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +30,7 @@ from torch import nn
 
 from freeze_omni.audio import SAMPLE_RATE
 from freeze_omni.dialogue.turn import CHUNK_SAMPLES, TurnEngine
-from freeze_omni.eval.duplex import BARGE_IN_GAP_SECONDS, DuplexCase, replay_decisions
+from freeze_omni.eval.duplex import BARGE_IN_GAP_SECONDS, DuplexCase, never_answering, replay_decisions
 from freeze_omni.llm.state_head import DialogueState, StateHead
 from freeze_omni.train.sequences import IGNORE
 from freeze_omni.train.turns import TurnSettings, chunk_label
@@ -121,8 +121,7 @@ def hear_cases(engine: TurnEngine, cases: Sequence[DuplexCase], acoustic_chunks:
     encoder_dim = engine.speech_input.encoder.config.dim
     head = _RecordingHead(engine.llm.hidden_size, encoder_dim if acoustic_chunks else 0, acoustic_chunks,
                           engine.state_head if talk_overs else None).to(engine.llm.device)
-    # Single turns never answer, so no draft (rule 9) is begun either: it would only cost time.
-    config = engine.config if talk_overs else replace(engine.config, answer_threshold=2.0, draft_threshold=2.0)
+    config = engine.config if talk_overs else never_answering(engine.config)
     recorder = TurnEngine(engine.speech_input, engine.llm, head, engine.detector, engine.speaker, config)
     after_ms, request = [], []
     for number, case in enumerate(c for c in cases if c.kind != "barge-in"):
